@@ -1,0 +1,138 @@
+"""Sessions: ``get_session()``, a generator for dependency injection, and retried units of work."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from sqlalchemy.orm import Session, sessionmaker
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential_jitter
+
+from dbcore.config import Settings
+from dbcore.engine import get_engine
+from dbcore.errors import ConnectionFailed, DbcoreError, TransactionOutcomeUnknown
+
+__all__ = ["get_session", "session_dependency", "get_sessionmaker", "run_in_transaction"]
+
+log = logging.getLogger("dbcore.session")
+T = TypeVar("T")
+
+_sessionmakers: dict[str, sessionmaker[Session]] = {}
+_sessionmakers_lock = threading.Lock()
+
+# Hooks that prepare a new session (the security module registers the system-key check).
+_session_openers: list[Callable[[Session, Settings, str | None], None]] = []
+
+
+def _register_session_opener(opener: Callable[[Session, Settings, str | None], None]) -> None:
+    if opener not in _session_openers:
+        _session_openers.append(opener)
+
+
+def _forget_sessionmakers() -> None:
+    with _sessionmakers_lock:
+        _sessionmakers.clear()
+
+
+def get_sessionmaker(settings: Settings | None = None) -> sessionmaker[Session]:
+    """The cached ``sessionmaker`` bound to the engine of ``settings``."""
+    settings = settings or Settings.from_env()
+    key = settings.database_url
+    factory = _sessionmakers.get(key)
+    if factory is None:
+        with _sessionmakers_lock:
+            factory = _sessionmakers.get(key)
+            if factory is None:
+                factory = sessionmaker(bind=get_engine(settings), expire_on_commit=False)
+                _sessionmakers[key] = factory
+    return factory
+
+
+def _open(settings: Settings, api_key: str | None) -> Session:
+    session = get_sessionmaker(settings)()
+    session.info["dbcore.settings"] = settings
+    for opener in _session_openers:
+        opener(session, settings, api_key)
+    return session
+
+
+def _commit(session: Session) -> None:
+    try:
+        session.commit()
+    except ConnectionFailed as exc:
+        raise TransactionOutcomeUnknown(
+            "the connection dropped during COMMIT; the transaction may or may not have been applied"
+        ) from exc
+
+
+@contextmanager
+def get_session(settings: Settings | None = None, *, api_key: str | None = None) -> Iterator[Session]:
+    """Open a session: commit on success, roll back on any exception, always close.
+
+    ``with get_session() as session: ...``. Pass ``api_key`` to open a session
+    allowed to write system tables (see :mod:`dbcore.security`).
+    """
+    session = _open(settings or Settings.from_env(), api_key)
+    try:
+        yield session
+        _commit(session)
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def session_dependency(settings: Settings | None = None, *, api_key: str | None = None) -> Iterator[Session]:
+    """Generator for dependency injection (FastAPI ``Depends``), same semantics as ``get_session``.
+
+    The exception raised inside the request handler is thrown into the
+    generator, so the transaction is rolled back exactly as with ``get_session``.
+    """
+    with get_session(settings, api_key=api_key) as session:
+        yield session
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, DbcoreError) and exc.transient
+
+
+def _log_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else 0.0
+    log.warning("transient %s (attempt %d); retrying the unit of work in %.2fs", type(exc).__name__, state.attempt_number, wait)
+
+
+def run_in_transaction(
+    work: Callable[[Session], T],
+    settings: Settings | None = None,
+    *,
+    api_key: str | None = None,
+    attempts: int | None = None,
+    max_seconds: float | None = None,
+) -> T:
+    """Run ``work(session)`` in one transaction, retrying the *whole* unit on transient faults.
+
+    A transient fault (connection refused/reset/timed out, server restart,
+    deadlock, serialization failure) rolls the attempt back and runs ``work``
+    again in a new session, with exponential backoff and jitter, bounded by
+    ``attempts`` and ``max_seconds`` (defaults from settings). A connection lost
+    during COMMIT raises :class:`TransactionOutcomeUnknown` and is not retried.
+    """
+    settings = settings or Settings.from_env()
+    retrying = Retrying(
+        stop=stop_after_attempt(attempts or settings.retry_attempts) | stop_after_delay(max_seconds or settings.retry_max_seconds),
+        wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.25),
+        retry=retry_if_exception(_is_transient),
+        before_sleep=_log_retry,
+        reraise=True,
+    )
+
+    def attempt() -> T:
+        with get_session(settings, api_key=api_key) as session:
+            return work(session)
+
+    return retrying(attempt)

@@ -1,0 +1,110 @@
+"""get_session(), the dependency generator, and the engine/sessionmaker cache, on every dialect."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+import dbcore
+from dbcore.session import get_sessionmaker
+
+metadata = sa.MetaData()
+notes = sa.Table(
+    "notes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("body", sa.String(100), nullable=False),
+)
+
+
+def count(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return connection.execute(sa.select(sa.func.count()).select_from(notes)).scalar_one()
+
+
+@pytest.fixture
+def table(settings: dbcore.Settings) -> Engine:
+    engine = dbcore.get_engine(settings)
+    metadata.create_all(engine)
+    return engine
+
+
+def test_get_session_commits_on_success(settings: dbcore.Settings, table: Engine) -> None:
+    with dbcore.get_session(settings) as session:
+        session.execute(notes.insert().values(id=1, body="kept"))
+    assert count(table) == 1
+
+
+def test_get_session_rolls_back_on_exception(settings: dbcore.Settings, table: Engine) -> None:
+    with dbcore.get_session(settings) as session:
+        session.execute(notes.insert().values(id=1, body="first"))
+    with pytest.raises(RuntimeError, match="boom"):
+        with dbcore.get_session(settings) as session:
+            session.execute(notes.insert().values(id=2, body="lost"))
+            raise RuntimeError("boom")
+    assert count(table) == 1
+
+
+def test_database_error_inside_session_rolls_back_everything(settings: dbcore.Settings, table: Engine) -> None:
+    with pytest.raises(dbcore.DuplicateKeyError):
+        with dbcore.get_session(settings) as session:
+            session.execute(notes.insert().values(id=1, body="a"))
+            session.execute(notes.insert().values(id=1, body="duplicate"))
+    assert count(table) == 0
+
+
+def test_session_dependency_commits_when_exhausted(settings: dbcore.Settings, table: Engine) -> None:
+    generator = dbcore.session_dependency(settings)
+    session = next(generator)
+    session.execute(notes.insert().values(id=7, body="via dependency"))
+    with pytest.raises(StopIteration):
+        next(generator)
+    assert count(table) == 1
+
+
+def test_session_dependency_rolls_back_on_thrown_exception(settings: dbcore.Settings, table: Engine) -> None:
+    generator = dbcore.session_dependency(settings)
+    session = next(generator)
+    session.execute(notes.insert().values(id=8, body="handler fails"))
+    with pytest.raises(ValueError):
+        generator.throw(ValueError("request handler failed"))
+    assert count(table) == 0
+
+
+def test_session_is_closed_after_block(settings: dbcore.Settings, table: Engine) -> None:
+    with dbcore.get_session(settings) as session:
+        session.execute(notes.insert().values(id=3, body="x"))
+    assert not session.in_transaction()
+    assert table.pool.checkedout() == 0 if hasattr(table.pool, "checkedout") else True
+
+
+def test_engines_and_sessionmakers_are_cached_per_url_and_disposable(settings: dbcore.Settings) -> None:
+    assert dbcore.get_engine(settings) is dbcore.get_engine(settings)
+    assert get_sessionmaker(settings) is get_sessionmaker(settings)
+    first = dbcore.get_engine(settings)
+    dbcore.dispose_engines()
+    assert dbcore.get_engine(settings) is not first
+    assert get_sessionmaker(settings).kw["bind"] is dbcore.get_engine(settings)
+
+
+def test_run_in_transaction_returns_result_and_commits(settings: dbcore.Settings, table: Engine) -> None:
+    def work(session: sa.orm.Session) -> int:
+        session.execute(notes.insert().values(id=11, body="unit"))
+        return 42
+
+    assert dbcore.run_in_transaction(work, settings) == 42
+    assert count(table) == 1
+
+
+def test_run_in_transaction_does_not_retry_permanent_errors(settings: dbcore.Settings, table: Engine) -> None:
+    calls = []
+
+    def work(session: sa.orm.Session) -> None:
+        calls.append(1)
+        session.execute(notes.insert().values(id=1, body=None))
+
+    with pytest.raises(dbcore.NotNullViolation):
+        dbcore.run_in_transaction(work, settings)
+    assert len(calls) == 1
+    assert count(table) == 0
