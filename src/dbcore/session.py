@@ -9,7 +9,15 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential_jitter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+    wait_random,
+)
 
 from dbcore.config import Settings
 from dbcore.engine import get_engine
@@ -125,7 +133,7 @@ def run_in_transaction(
     settings = settings or Settings.from_env()
     retrying = Retrying(
         stop=stop_after_attempt(attempts or settings.retry_attempts) | stop_after_delay(max_seconds or settings.retry_max_seconds),
-        wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.25),
+        wait=wait_exponential(multiplier=0.1, max=5.0) + wait_random(0, 0.25),
         retry=retry_if_exception(_is_transient),
         before_sleep=_log_retry,
         reraise=True,
