@@ -6,6 +6,7 @@ closes them (tests, and after ``fork()``).
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 import sqlite3
@@ -18,7 +19,7 @@ from sqlalchemy.engine import Engine, ExceptionContext
 from sqlalchemy.pool import NullPool, StaticPool
 
 from dbcore.config import Settings
-from dbcore.errors import DataError, classify_dbapi_error
+from dbcore.errors import DataError, DbcoreError, classify_dbapi_error
 
 __all__ = ["create_engine", "get_engine", "dispose_engines", "has_pgvector", "MARIADB_SQL_MODE"]
 
@@ -110,12 +111,18 @@ def _translate_errors(engine: Engine) -> None:
         if context.is_pre_ping:
             return
         orig = context.original_exception
+        if isinstance(orig, DbcoreError):
+            # Raised by dbcore's own types while binding parameters: nothing reached the server.
+            # A copy, because SQLAlchemy chains the raised error to the original.
+            raise copy.copy(orig)
         if dialect_name == "sqlite":
             reason = getattr(_regexp_failure, "error", None)
             if reason and "user-defined function raised exception" in str(orig):
                 _regexp_failure.error = None
                 raise DataError(f"DataError on sqlite: {reason}", orig=orig, dialect="sqlite") from orig
-        error = classify_dbapi_error(dialect_name, orig, is_disconnect=context.is_disconnect)
+        # No connection yet means the failure happened while connecting.
+        connecting = context.connection is None and context.statement is None
+        error = classify_dbapi_error(dialect_name, orig, is_disconnect=context.is_disconnect or connecting)
         if error is not None:
             raise error from orig
 
