@@ -78,8 +78,10 @@ def connection_info(target: Settings | Engine | None = None) -> ConnectionInfo:
         pass
     pool = engine.pool
     queue = pool if isinstance(pool, QueuePool) else None
+    # A mysql:// URL may point at MariaDB; the server tells which after connecting.
+    name = "mariadb" if getattr(engine.dialect, "is_mariadb", False) else engine.dialect.name
     return ConnectionInfo(
-        dialect=engine.dialect.name,
+        dialect=name,
         driver=engine.dialect.driver,
         url=mask_url(engine.url),
         connected=connected,
