@@ -1,0 +1,516 @@
+"""Column types that mean the same thing on every dialect.
+
+Each type picks its storage in ``load_dialect_impl(dialect)`` when a statement
+is first compiled for a dialect, so one set of models serves SQLite,
+PostgreSQL (with or without pgvector), MariaDB/MySQL and SQL Server in the
+same process. Values are checked in Python before any SQL is sent; a refused
+value raises :class:`~dbcore.errors.ValidationError` naming the column.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import re
+import uuid
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.dialects import mssql, mysql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import TypeDecorator, TypeEngine, UserDefinedType
+
+from dbcore.engine import has_pgvector
+from dbcore.errors import DimensionMismatchError, ValidationError
+
+__all__ = [
+    "GUID",
+    "PK_TYPE",
+    "new_uuid",
+    "SqlEnum",
+    "Vector",
+    "VECTOR_MAX_DIM",
+    "UTCDateTime",
+    "utcnow",
+]
+
+#: The largest dimension a Vector column accepts (pgvector's limit for ``vector``).
+VECTOR_MAX_DIM = 16000
+
+
+def _shown(value: Any) -> str:
+    """A short repr for error messages: values may be huge embeddings."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _ColumnAware:
+    """Remembers the Column a type instance belongs to, so errors can name ``table.column``.
+
+    SQLAlchemy calls ``_set_parent`` on a TypeDecorator when a Column takes it.
+    Copies (per dialect, or of a mixin's Column) keep the reference; a copy
+    attached to another Column is re-copied for it below.
+    """
+
+    _column: sa.Column[Any] | None = None
+
+    def _set_parent(self, parent: Any, outer: bool = False, **kw: Any) -> None:
+        super()._set_parent(parent, outer=outer, **kw)  # type: ignore[misc]
+        if not isinstance(parent, sa.Column):
+            return
+        if self._column is not None and self._column is not parent:
+            # One instance shared by two columns would name the wrong one: give the newcomer its own copy.
+            twin = self.copy()  # type: ignore[attr-defined]
+            twin._column = parent
+            parent.type = twin
+            return
+        self._column = parent
+
+    @property
+    def column_label(self) -> str:
+        """``table.column`` when known, else the column name, else ``<unbound>``."""
+        column = self._column
+        if column is None:
+            return "<unbound>"
+        table = getattr(column, "table", None)
+        name = getattr(table, "name", None)
+        return f"{name}.{column.name}" if name else str(column.name)
+
+
+# --- UUID primary keys ------------------------------------------------------
+
+_CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def new_uuid() -> uuid.UUID:
+    """A new primary key value: UUIDv7 where Python has it (3.14+), else UUIDv4.
+
+    UUIDv7 starts with a timestamp, so new keys land at the right-hand end of a
+    B-tree index instead of at random pages; UUIDv4 is random but still unique.
+    """
+    maker = getattr(uuid, "uuid7", None)
+    return maker() if maker is not None else uuid.uuid4()
+
+
+class _MariaDBNativeUUID(UserDefinedType[str]):
+    """MariaDB's 16-byte ``UUID`` column (10.7+); values travel as canonical strings."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "UUID"
+
+
+def _mariadb_has_uuid(dialect: Dialect) -> bool:
+    if not getattr(dialect, "is_mariadb", False):
+        return False
+    version = getattr(dialect, "server_version_info", None)
+    # Offline (no connection yet) we assume the supported MariaDB, 10.11.
+    return version is None or tuple(version[:2]) >= (10, 7)
+
+
+class GUID(_ColumnAware, TypeDecorator[uuid.UUID]):
+    """A UUID column; Python always gets :class:`uuid.UUID`.
+
+    Storage: ``UUID`` on PostgreSQL and MariaDB 10.7+, ``UNIQUEIDENTIFIER`` on
+    SQL Server, ``CHAR(36)`` on MySQL and older MariaDB, and ``TEXT`` holding the
+    lowercase hyphenated form on SQLite. Accepts a :class:`uuid.UUID` or a
+    36-character hyphenated string in any case; anything else is refused.
+    """
+
+    impl = sa.Uuid
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in ("postgresql", "mssql"):
+            return dialect.type_descriptor(sa.Uuid(as_uuid=True, native_uuid=True))
+        if dialect.name in ("mysql", "mariadb"):
+            if _mariadb_has_uuid(dialect):
+                return dialect.type_descriptor(_MariaDBNativeUUID())
+            return dialect.type_descriptor(sa.CHAR(36))
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(sa.Text())
+        return dialect.type_descriptor(sa.CHAR(36))
+
+    def _coerce(self, value: Any) -> uuid.UUID:
+        if isinstance(value, uuid.UUID):
+            return value
+        if isinstance(value, str) and _CANONICAL_UUID.fullmatch(value):
+            return uuid.UUID(value)
+        raise ValidationError(
+            f"{self.column_label} expects a uuid.UUID or a 36-character hyphenated UUID string, "
+            f"got {type(value).__name__} {_shown(value)}; pass uuid.UUID(...) or dbcore.types.new_uuid()"
+        )
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        checked = self._coerce(value)
+        if dialect.name in ("postgresql", "mssql"):
+            return checked
+        return str(checked)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> uuid.UUID | None:
+        if value is None or isinstance(value, uuid.UUID):
+            return value
+        if isinstance(value, (bytes, bytearray)):
+            value = bytes(value).decode("ascii", "replace")
+        try:
+            return uuid.UUID(str(value))
+        except ValueError:
+            raise ValidationError(
+                f"{self.column_label} holds {_shown(value)}, which is not a UUID; the stored data is corrupt"
+            ) from None
+
+    @property
+    def python_type(self) -> type[uuid.UUID]:
+        return uuid.UUID
+
+
+#: The primary key type of every model: ``Column(PK_TYPE)`` / ``mapped_column(PK_TYPE)``.
+PK_TYPE = GUID
+
+
+# --- integer enums ----------------------------------------------------------
+
+_INT_RANGES: tuple[tuple[int, int, str], ...] = (
+    (-(2**7), 2**7 - 1, "tinyint"),
+    (0, 2**8 - 1, "tinyint_unsigned"),
+    (-(2**15), 2**15 - 1, "smallint"),
+    (0, 2**16 - 1, "smallint_unsigned"),
+    (-(2**31), 2**31 - 1, "integer"),
+    (0, 2**32 - 1, "integer_unsigned"),
+    (-(2**63), 2**63 - 1, "bigint"),
+)
+
+_MYSQL_INTS: dict[str, TypeEngine[int]] = {
+    "tinyint": mysql.TINYINT(),
+    "tinyint_unsigned": mysql.TINYINT(unsigned=True),
+    "smallint": mysql.SMALLINT(),
+    "smallint_unsigned": mysql.SMALLINT(unsigned=True),
+    "integer": mysql.INTEGER(),
+    "integer_unsigned": mysql.INTEGER(unsigned=True),
+    "bigint": mysql.BIGINT(),
+}
+
+
+class SqlEnum(_ColumnAware, TypeDecorator[Any]):
+    """An integer :class:`enum.Enum` (usually ``IntEnum``) stored as the smallest integer column that holds it.
+
+    Storage: ``TINYINT`` (signed or unsigned) and the other MariaDB/MySQL sizes
+    where they fit; ``TINYINT`` (0..255) on SQL Server; PostgreSQL starts at
+    ``SMALLINT``; SQLite renders ``SMALLINT``/``INTEGER``/``BIGINT`` but stores
+    every integer in a variable-width field anyway. Writes accept a member of
+    the enum or its integer value; names and other strings, bools and members of
+    other enums are refused. Reads return the member; an unknown stored value
+    raises ValidationError.
+    """
+
+    impl = sa.SmallInteger
+    cache_ok = True
+    #: Lets model checkers recognise integer enum columns.
+    is_integer_enum = True
+
+    def __init__(self, enum_class: type[enum.Enum]) -> None:
+        if not (isinstance(enum_class, type) and issubclass(enum_class, enum.Enum)):
+            raise ValidationError(f"SqlEnum expects an Enum class such as an IntEnum, got {_shown(enum_class)}")
+        values = [member.value for member in enum_class]
+        if not values:
+            raise ValidationError(f"SqlEnum({enum_class.__name__}) has no members; add at least one")
+        bad = [m.name for m in enum_class if not isinstance(m.value, int) or isinstance(m.value, bool)]
+        if bad:
+            raise ValidationError(
+                f"SqlEnum({enum_class.__name__}) needs integer values, but {', '.join(bad)} are not; use IntEnum"
+            )
+        low, high = min(values), max(values)
+        size = next((name for lo, hi, name in _INT_RANGES if lo <= low and high <= hi), None)
+        if size is None:
+            raise ValidationError(f"SqlEnum({enum_class.__name__}) has values outside the 64-bit integer range")
+        super().__init__()
+        self.enum_class = enum_class
+        self._low, self._high, self._size = low, high, size
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(_MYSQL_INTS[self._size])
+        if dialect.name == "mssql" and 0 <= self._low and self._high <= 255:
+            return dialect.type_descriptor(mssql.TINYINT())
+        if -(2**15) <= self._low and self._high < 2**15:
+            return dialect.type_descriptor(sa.SmallInteger())
+        if -(2**31) <= self._low and self._high < 2**31:
+            return dialect.type_descriptor(sa.Integer())
+        return dialect.type_descriptor(sa.BigInteger())
+
+    def _allowed(self) -> str:
+        return ", ".join(f"{m.name}={m.value}" for m in self.enum_class)
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        name = self.enum_class.__name__
+        if isinstance(value, self.enum_class):
+            return int(value.value)
+        if isinstance(value, int) and not isinstance(value, (bool, enum.Enum)):
+            try:
+                return int(self.enum_class(value).value)
+            except ValueError:
+                pass
+        raise ValidationError(
+            f"{self.column_label} expects a {name} member or its integer value, got "
+            f"{type(value).__name__} {_shown(value)}; allowed: {self._allowed()}"
+        )
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> enum.Enum | None:
+        if value is None:
+            return None
+        try:
+            return self.enum_class(int(value))
+        except (ValueError, TypeError):
+            raise ValidationError(
+                f"{self.column_label} holds {_shown(value)}, which is not a {self.enum_class.__name__} value "
+                f"(allowed: {self._allowed()}); fix the row or add the member"
+            ) from None
+
+    @property
+    def python_type(self) -> type[enum.Enum]:
+        return self.enum_class
+
+
+# --- vectors ------------------------------------------------------------------
+
+
+class _VectorDistance(FunctionElement[float]):
+    """A pgvector distance operator; refuses to compile where SQL has no vector distance."""
+
+    type = sa.Float()
+    inherit_cache = True
+    operator = ""
+
+
+class _L2Distance(_VectorDistance):
+    inherit_cache = True
+    operator = "<->"
+
+
+class _CosineDistance(_VectorDistance):
+    inherit_cache = True
+    operator = "<=>"
+
+
+class _NegativeInnerProduct(_VectorDistance):
+    inherit_cache = True
+    operator = "<#>"
+
+
+class _L1Distance(_VectorDistance):
+    inherit_cache = True
+    operator = "<+>"
+
+
+def _compile_distance(element: _VectorDistance, compiler: SQLCompiler, **kw: Any) -> str:
+    dialect = compiler.dialect
+    if dialect.name != "postgresql" or not has_pgvector(dialect):
+        # On MariaDB "<=>" is NULL-safe equality: rendering it would return wrong rows silently.
+        raise sa.exc.CompileError(
+            f"vector distances in SQL need PostgreSQL with pgvector, not {dialect.name}; "
+            "search with a dbcore vector store instead"
+        )
+    left, right = element.clauses
+    return f"({compiler.process(left, **kw)} {element.operator} {compiler.process(right, **kw)})"
+
+
+for _distance in (_L2Distance, _CosineDistance, _NegativeInnerProduct, _L1Distance):
+    compiles(_distance)(_compile_distance)
+
+
+class Vector(_ColumnAware, TypeDecorator[np.ndarray]):
+    """An embedding of ``dim`` float32 values; Python gets a 1-D ``numpy.float32`` array.
+
+    Storage: pgvector ``VECTOR(dim)`` on PostgreSQL when the server has the
+    extension, else little-endian float32 bytes (exactly ``4 * dim``, no header)
+    in ``bytea``, SQLite ``BLOB``, MariaDB ``LONGBLOB`` or SQL Server
+    ``VARBINARY(max)``. Writes accept lists, tuples and arrays of any shape with
+    ``dim`` finite real numbers. The comparator's ``l2_distance``,
+    ``cosine_distance``, ``max_inner_product`` and ``l1_distance`` compile only
+    for pgvector; byte storage has no distance in SQL.
+    """
+
+    impl = sa.LargeBinary
+    cache_ok = True
+
+    class Comparator(TypeDecorator.Comparator[np.ndarray]):
+        """Distance operators (pgvector only)."""
+
+        def _operand(self, other: Any) -> Any:
+            if isinstance(other, sa.sql.ClauseElement):
+                return other
+            return sa.bindparam(None, other, type_=self.type)
+
+        def l2_distance(self, other: Any) -> sa.ColumnElement[float]:
+            return _L2Distance(self.expr, self._operand(other))
+
+        def cosine_distance(self, other: Any) -> sa.ColumnElement[float]:
+            return _CosineDistance(self.expr, self._operand(other))
+
+        def max_inner_product(self, other: Any) -> sa.ColumnElement[float]:
+            """pgvector's ``<#>``: the negative inner product, so smaller is closer."""
+            return _NegativeInnerProduct(self.expr, self._operand(other))
+
+        def l1_distance(self, other: Any) -> sa.ColumnElement[float]:
+            return _L1Distance(self.expr, self._operand(other))
+
+    comparator_factory = Comparator
+
+    def __init__(self, dim: int) -> None:
+        if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= VECTOR_MAX_DIM:
+            raise ValidationError(
+                f"Vector dimension must be an integer from 1 to {VECTOR_MAX_DIM}, got {_shown(dim)}; "
+                "check DBCORE_VECTOR_DIMS"
+            )
+        super().__init__()
+        self.dim = dim
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            if has_pgvector(dialect):
+                from pgvector.sqlalchemy import VECTOR
+
+                return dialect.type_descriptor(VECTOR(self.dim))
+            return dialect.type_descriptor(sa.LargeBinary())
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.LONGBLOB())
+        if dialect.name == "mssql":
+            return dialect.type_descriptor(mssql.VARBINARY("max"))
+        return dialect.type_descriptor(sa.LargeBinary())
+
+    def _uses_pgvector(self, dialect: Dialect) -> bool:
+        return dialect.name == "postgresql" and has_pgvector(dialect)
+
+    def to_float32(self, value: Any) -> np.ndarray:
+        """Check ``value`` and return it as a flat float32 array of ``dim`` values."""
+        where = self.column_label
+        if isinstance(value, (str, bytes, bytearray, memoryview)):
+            raise ValidationError(
+                f"{where} expects {self.dim} numbers (list, tuple or array), got {type(value).__name__}"
+            )
+        try:
+            array = value if isinstance(value, np.ndarray) else np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            raise ValidationError(f"{where} expects a flat or regular array of numbers; {exc}") from None
+        if array.dtype.kind not in "iuf" or array.ndim == 0:
+            raise ValidationError(
+                f"{where} expects real numbers in a list, tuple or array, got {type(value).__name__} "
+                f"of dtype {array.dtype} (ragged lists and None inside become 'object')"
+            )
+        flat = array.reshape(-1)
+        if flat.size != self.dim:
+            raise DimensionMismatchError(
+                f"Vector({self.dim}) got {flat.size} values for {where}; set DBCORE_VECTOR_DIMS or re-embed"
+            )
+        with np.errstate(over="ignore", invalid="ignore"):
+            converted = flat.astype("<f4")
+        if not np.isfinite(converted).all():
+            raise ValidationError(
+                f"{where} got NaN, infinity or a value beyond float32 range; embeddings must be finite"
+            )
+        return converted
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        converted = self.to_float32(value)
+        if self._uses_pgvector(dialect):
+            return converted.astype(np.float32, copy=False)
+        return converted.tobytes()
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> np.ndarray | None:
+        if value is None:
+            return None
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            raw = bytes(value)
+            if len(raw) != 4 * self.dim:
+                raise ValidationError(
+                    f"{self.column_label} holds {len(raw)} bytes, not the {4 * self.dim} of Vector({self.dim}); "
+                    "the stored data is corrupt or was written for another dimension"
+                )
+            return np.frombuffer(raw, dtype="<f4").astype(np.float32)
+        # pgvector hands back a list of floats (or a numpy array with its own adapters).
+        result = np.array(value, dtype=np.float32).reshape(-1)
+        if result.size != self.dim:
+            raise ValidationError(
+                f"{self.column_label} holds {result.size} values, not the {self.dim} of Vector({self.dim}); "
+                "the column was created for another dimension"
+            )
+        return result
+
+    def compare_values(self, x: Any, y: Any) -> bool:
+        # The ORM compares old and new values to detect changes; arrays need array_equal, not ==.
+        if x is None or y is None:
+            return x is y
+        return bool(np.array_equal(np.asarray(x), np.asarray(y)))
+
+    @property
+    def python_type(self) -> type[np.ndarray]:
+        return np.ndarray
+
+
+# --- timestamps -------------------------------------------------------------
+
+
+def utcnow() -> dt.datetime:
+    """The current time as an aware UTC datetime (the default for ``*_at`` columns)."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class UTCDateTime(_ColumnAware, TypeDecorator[dt.datetime]):
+    """A point in time, stored in UTC; Python always gets an aware UTC datetime.
+
+    Naive datetimes are refused: nothing says which zone they were meant in.
+    Aware values are converted to UTC. Storage: ``TIMESTAMP WITH TIME ZONE`` on
+    PostgreSQL, ``DATETIME(6)`` on MariaDB/MySQL, ``DATETIME2(6)`` on SQL Server
+    and SQLAlchemy's ISO text on SQLite; the last three hold UTC wall time.
+    SQL Server uses DATETIME2 rather than DATETIMEOFFSET because the offset
+    would always be +00:00: 8 bytes instead of 10, like MariaDB's storage.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        if dialect.name == "mssql":
+            return dialect.type_descriptor(mssql.DATETIME2(precision=6))
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(sa.DateTime(timezone=True))
+        return dialect.type_descriptor(sa.DateTime())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, dt.datetime):
+            raise ValidationError(
+                f"{self.column_label} expects an aware datetime, got {type(value).__name__} {_shown(value)}"
+            )
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValidationError(
+                f"{self.column_label} got the naive datetime {value.isoformat()}; "
+                "give it a zone, e.g. dbcore.types.utcnow() or value.replace(tzinfo=datetime.timezone.utc)"
+            )
+        in_utc = value.astimezone(dt.timezone.utc)
+        return in_utc if dialect.name == "postgresql" else in_utc.replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)  # type: ignore[no-any-return]
+        return value.astimezone(dt.timezone.utc)  # type: ignore[no-any-return]
+
+    @property
+    def python_type(self) -> type[dt.datetime]:
+        return dt.datetime
