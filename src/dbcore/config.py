@@ -20,7 +20,7 @@ from sqlalchemy.exc import ArgumentError
 
 from dbcore.errors import ConfigurationError
 
-__all__ = ["Settings", "mask_url", "DEFAULT_SQLITE_FILE"]
+__all__ = ["Settings", "mask_url", "vector_dims_from_env", "DEFAULT_SQLITE_FILE"]
 
 DEFAULT_SQLITE_FILE = "dbcore.sqlite3"
 
@@ -179,6 +179,14 @@ def _require_driver(module: str, extra: str, driver: str, source: str) -> None:
         raise ConfigurationError(
             f"{source} uses the {driver} driver, which is not installed{native}; {hint}"
         ) from None
+
+
+def vector_dims_from_env(environ: Mapping[str, str] | None = None) -> int:
+    """``DBCORE_VECTOR_DIMS`` (default 384), validated: the dimension of dbcore's embedding column."""
+    value = _int_setting(os.environ if environ is None else environ, "DBCORE_VECTOR_DIMS", 384, minimum=1)
+    if value > 16000:
+        raise ConfigurationError(f"DBCORE_VECTOR_DIMS={value} is above pgvector's limit of 16000")
+    return value
 
 
 @dataclass(frozen=True)

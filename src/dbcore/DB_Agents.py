@@ -1,0 +1,103 @@
+"""Agents domain: agents, activity types (system), agent activities and tasks."""
+
+from __future__ import annotations
+
+import datetime
+from enum import IntEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dbcore.base import Base
+from dbcore.DB_Auth import OptionalOwnerUserRefMixin
+from dbcore.Mixins import BaseMixin, SoftDeleteMixin, UpdateMixin
+from dbcore.refs import ref_mixins
+from dbcore.types import SqlEnum, utcnow
+
+__all__ = [
+    "Agent",
+    "AgentRefMixin",
+    "OptionalAgentRefMixin",
+    "ActivityType",
+    "ActivityTypeRefMixin",
+    "OptionalActivityTypeRefMixin",
+    "Activity",
+    "ActivityRefMixin",
+    "OptionalActivityRefMixin",
+    "TaskStatus",
+    "Task",
+    "TaskRefMixin",
+    "OptionalTaskRefMixin",
+]
+
+
+class Agent(Base, BaseMixin, UpdateMixin, SoftDeleteMixin, OptionalOwnerUserRefMixin):
+    """An AI agent: its character, settings and owner."""
+
+    __tablename__ = "agents"
+
+    name: Mapped[str] = mapped_column(sa.Unicode(200), index=True, comment="Display name of the agent.")
+    bio: Mapped[str] = mapped_column(sa.UnicodeText, default="", comment="Biography / system prompt that defines the agent.")
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict, comment="Agent configuration (model, plugins...) as JSON.")
+    enabled: Mapped[bool] = mapped_column(default=True, comment="False stops the agent without deleting it.")
+
+
+AgentRefMixin, OptionalAgentRefMixin = ref_mixins(Agent)
+
+
+class ActivityType(Base, BaseMixin, UpdateMixin):
+    """Lookup of what an agent activity records. A system table, seeded."""
+
+    __tablename__ = "activity_types"
+    __system__ = True
+
+    name: Mapped[str] = mapped_column(sa.Unicode(100), unique=True, comment="Short name of the activity type.")
+    description: Mapped[str] = mapped_column(sa.Unicode(500), default="", comment="What an activity of this type means.")
+
+    seed_list = [
+        {"id": "FFFFFFFF-FFFF-FFFF-0000-FFFFFFFFFFFF", "name": "Error", "description": "The agent has encountered an error."},
+        {"id": "FFFFFFFF-FFFF-FFFF-00FF-FFFFFFFFFFFF", "name": "Warning", "description": "The agent has encountered a warning."},
+        {"id": "FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF", "name": "Thinking", "description": "The agent is thinking."},
+    ]
+
+
+ActivityTypeRefMixin, OptionalActivityTypeRefMixin = ref_mixins(ActivityType)
+
+
+class Activity(Base, BaseMixin, AgentRefMixin, ActivityTypeRefMixin):
+    """Something an agent did or ran into, for its activity log."""
+
+    __tablename__ = "activities"
+    __table_args__ = (sa.Index(None, "agent_id", "occurred_at"),)
+
+    message: Mapped[str] = mapped_column(sa.UnicodeText, default="", comment="Human-readable account of the activity.")
+    data: Mapped[dict[str, Any] | None] = mapped_column(comment="Structured details of the activity (JSON).")
+    occurred_at: Mapped[datetime.datetime] = mapped_column(default=utcnow, comment="When the activity happened (UTC).")
+
+
+ActivityRefMixin, OptionalActivityRefMixin = ref_mixins(Activity)
+
+
+class TaskStatus(IntEnum):
+    PENDING = 1
+    RUNNING = 2
+    DONE = 3
+    FAILED = 4
+    CANCELLED = 5
+
+
+class Task(Base, BaseMixin, UpdateMixin, AgentRefMixin):
+    """Work an agent has scheduled for itself."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (sa.Index(None, "agent_id", "status"),)
+
+    name: Mapped[str] = mapped_column(sa.Unicode(200), comment="What the task is.")
+    description: Mapped[str] = mapped_column(sa.UnicodeText, default="", comment="Details for the agent carrying it out.")
+    tags: Mapped[list[Any]] = mapped_column(default=list, comment="Labels for finding tasks (JSON list of strings).")
+    status: Mapped[TaskStatus] = mapped_column(SqlEnum(TaskStatus), default=TaskStatus.PENDING, comment="Where the task stands.")
+    due_at: Mapped[datetime.datetime | None] = mapped_column(comment="When the task should run or be done by (UTC).")
+
+
+TaskRefMixin, OptionalTaskRefMixin = ref_mixins(Task)

@@ -1,0 +1,121 @@
+"""Auth domain: users, API keys, MFA methods and permission grants between domains."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from enum import IntEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dbcore.base import Base
+from dbcore.Mixins import BaseMixin, ExpirableMixin, SoftDeleteMixin, UpdateMixin
+from dbcore.refs import ref_mixins
+from dbcore.types import PK_TYPE, SqlEnum
+
+__all__ = [
+    "User",
+    "UserRefMixin",
+    "OptionalUserRefMixin",
+    "ApiKey",
+    "ApiKeyRefMixin",
+    "OptionalApiKeyRefMixin",
+    "MFAMethodType",
+    "MFAMethod",
+    "MFAMethodRefMixin",
+    "OptionalMFAMethodRefMixin",
+    "Permission",
+    "PermissionGrant",
+    "PermissionGrantRefMixin",
+    "OptionalPermissionGrantRefMixin",
+]
+
+
+class User(Base, BaseMixin, UpdateMixin, SoftDeleteMixin):
+    """A person (or service account) who signs in and owns agents."""
+
+    __tablename__ = "users"
+
+    email: Mapped[str] = mapped_column(sa.Unicode(320), unique=True, comment="Sign-in address, unique.")
+    display_name: Mapped[str] = mapped_column(sa.Unicode(200), default="", comment="Name shown to other users.")
+    is_active: Mapped[bool] = mapped_column(default=True, comment="False blocks sign-in without deleting the user.")
+    last_login_at: Mapped[datetime.datetime | None] = mapped_column(comment="When the user last signed in (UTC).")
+    # The user's own entity. entities -> agents -> users closes a cycle, so this key is
+    # added after both tables exist (use_alter) and its relationship is bound in DB_Entities.
+    entity_id: Mapped[uuid.UUID | None] = mapped_column(
+        PK_TYPE, sa.ForeignKey("entities.id", use_alter=True), index=True
+    )
+
+
+UserRefMixin, OptionalUserRefMixin = ref_mixins(User)
+OwnerUserRefMixin, OptionalOwnerUserRefMixin = ref_mixins(User, role="owner")
+GrantorUserRefMixin, _ = ref_mixins(User, role="grantor")
+GranteeUserRefMixin, _ = ref_mixins(User, role="grantee")
+
+
+class ApiKey(Base, BaseMixin, UpdateMixin, ExpirableMixin, OptionalOwnerUserRefMixin):
+    """An API key. Only a SHA-256 hash and a short prefix are stored, never the key."""
+
+    __tablename__ = "api_keys"
+    __system__ = True
+
+    name: Mapped[str] = mapped_column(sa.Unicode(200), default="", comment="What the key is for, chosen by its owner.")
+    prefix: Mapped[str] = mapped_column(sa.Unicode(16), index=True, comment="First characters of the key, to find it and show it.")
+    key_hash: Mapped[str] = mapped_column(sa.Unicode(64), unique=True, comment="SHA-256 hex digest of the whole key.")
+    is_system: Mapped[bool] = mapped_column(default=False, comment="True for keys that may write system tables.")
+    last_used_at: Mapped[datetime.datetime | None] = mapped_column(comment="When the key last opened a session (UTC).")
+    revoked_at: Mapped[datetime.datetime | None] = mapped_column(comment="When the key was revoked (UTC); NULL while valid.")
+
+
+ApiKeyRefMixin, OptionalApiKeyRefMixin = ref_mixins(ApiKey)
+
+
+class MFAMethodType(IntEnum):
+    TOTP = 1
+    EMAIL = 2
+    SMS = 3
+
+
+class MFAMethod(Base, BaseMixin, UpdateMixin, UserRefMixin):
+    """A second factor registered by a user."""
+
+    __tablename__ = "mfa_methods"
+
+    method_type: Mapped[MFAMethodType] = mapped_column(SqlEnum(MFAMethodType), comment="Kind of second factor.")
+    label: Mapped[str] = mapped_column(sa.Unicode(200), default="", comment="Masked destination shown to the user, e.g. +1 *** 42.")
+    verified_at: Mapped[datetime.datetime | None] = mapped_column(comment="When the user proved control of it (UTC); NULL until then.")
+
+
+MFAMethodRefMixin, OptionalMFAMethodRefMixin = ref_mixins(MFAMethod)
+
+
+class Permission(IntEnum):
+    READ = 1
+    WRITE = 2
+    ADMIN = 3
+
+
+class PermissionGrant(Base, BaseMixin, UpdateMixin, ExpirableMixin, GrantorUserRefMixin, GranteeUserRefMixin):
+    """A user (grantor) delegates a right on one resource of any domain to another user (grantee).
+
+    ``resource_type`` names the table of the resource (``agents``, ``rooms``,
+    ``memories``...), ``resource_id`` its id: a grant may point into any domain,
+    so it is not a foreign key.
+    """
+
+    __tablename__ = "permission_grants"
+    __table_args__ = (
+        sa.UniqueConstraint("grantee_id", "resource_type", "resource_id", "permission"),
+        sa.Index(None, "resource_type", "resource_id"),
+    )
+
+    resource_type: Mapped[str] = mapped_column(sa.Unicode(64), comment="Table name of the resource the grant is for.")
+    resource_id: Mapped[uuid.UUID] = mapped_column(comment="Id of the resource in that table.")
+    permission: Mapped[Permission] = mapped_column(SqlEnum(Permission), comment="The right delegated.")
+    revoked_at: Mapped[datetime.datetime | None] = mapped_column(comment="When the grantor withdrew it (UTC).")
+    note: Mapped[dict[str, Any] | None] = mapped_column(comment="Free-form context of the grant (JSON).")
+
+
+PermissionGrantRefMixin, OptionalPermissionGrantRefMixin = ref_mixins(PermissionGrant)

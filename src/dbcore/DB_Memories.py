@@ -1,0 +1,106 @@
+"""Memories domain: memories, their embeddings, vector spaces (system) and the cache.
+
+The embedding dimension is part of the schema: it is read once, when this
+module is imported, from ``DBCORE_VECTOR_DIMS`` (default 384). Changing it is
+an explicit operation (a migration and a re-embed), never a silent drop.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dbcore.base import Base
+from dbcore.config import vector_dims_from_env
+from dbcore.DB_Agents import AgentRefMixin, OptionalAgentRefMixin
+from dbcore.DB_Entities import EntityRefMixin, OptionalWorldRefMixin, RoomRefMixin
+from dbcore.Mixins import BaseMixin, ExpirableMixin, ParentMixin, UpdateMixin
+from dbcore.refs import ref_mixins
+from dbcore.types import SqlEnum, Vector
+
+__all__ = [
+    "EMBEDDING_DIMS",
+    "MemoryKind",
+    "Memory",
+    "MemoryRefMixin",
+    "OptionalMemoryRefMixin",
+    "MemoryEmbedding",
+    "MemoryEmbeddingRefMixin",
+    "OptionalMemoryEmbeddingRefMixin",
+    "VectorSpace",
+    "CacheEntry",
+    "CacheEntryRefMixin",
+    "OptionalCacheEntryRefMixin",
+]
+
+#: Dimension of ``memory_embeddings.embedding``, from DBCORE_VECTOR_DIMS at import.
+EMBEDDING_DIMS = vector_dims_from_env()
+
+
+class MemoryKind(IntEnum):
+    MESSAGE = 1
+    DOCUMENT = 2
+    FRAGMENT = 3
+    DESCRIPTION = 4
+    CUSTOM = 5
+
+
+class Memory(Base, BaseMixin, UpdateMixin, ParentMixin, AgentRefMixin, EntityRefMixin, RoomRefMixin, OptionalWorldRefMixin):
+    """Something an agent remembers: a message, a document or one of its fragments."""
+
+    __tablename__ = "memories"
+    __table_args__ = (
+        sa.Index(None, "room_id", "created_at"),
+        sa.Index(None, "entity_id", "created_at"),
+        sa.Index(None, "agent_id", "kind", "created_at"),
+    )
+
+    kind: Mapped[MemoryKind] = mapped_column(SqlEnum(MemoryKind), index=True, comment="What sort of memory this is.")
+    content: Mapped[dict[str, Any]] = mapped_column(comment="The memory itself: text, attachments, actions (JSON).")
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict, comment="Scope, source, tags and other facts about the memory (JSON).")
+    is_unique: Mapped[bool] = mapped_column(default=False, comment="True when no near-duplicate was stored before it.")
+
+
+MemoryRefMixin, OptionalMemoryRefMixin = ref_mixins(Memory)
+
+
+class MemoryEmbedding(Base, BaseMixin, MemoryRefMixin):
+    """The embedding vector of one memory (one per memory)."""
+
+    __tablename__ = "memory_embeddings"
+    __table_args__ = (sa.UniqueConstraint("memory_id"),)
+
+    embedding: Mapped[np.ndarray] = mapped_column(Vector(EMBEDDING_DIMS), comment="The embedding (float32).")
+    model: Mapped[str] = mapped_column(sa.Unicode(200), default="", comment="Name of the model that made the embedding.")
+
+
+MemoryEmbeddingRefMixin, OptionalMemoryEmbeddingRefMixin = ref_mixins(MemoryEmbedding)
+
+
+class VectorSpace(Base, BaseMixin, UpdateMixin):
+    """The dimension and metric of a vector space, recorded when it is created. A system table."""
+
+    __tablename__ = "vector_spaces"
+    __system__ = True
+
+    name: Mapped[str] = mapped_column(sa.Unicode(100), unique=True, comment="Name of the space (the collection or index).")
+    backend: Mapped[str] = mapped_column(sa.Unicode(40), comment="Where its vectors live: integrated, chroma or pinecone.")
+    dims: Mapped[int] = mapped_column(comment="Number of values in every vector of the space.")
+    metric: Mapped[str] = mapped_column(sa.Unicode(20), default="cosine", comment="Similarity metric of the space.")
+
+
+class CacheEntry(Base, BaseMixin, UpdateMixin, ExpirableMixin, OptionalAgentRefMixin):
+    """A cached value under a key, optionally per agent, until it expires."""
+
+    __tablename__ = "cache_entries"
+    __table_args__ = (sa.UniqueConstraint("agent_id", "key"),)
+
+    key: Mapped[str] = mapped_column(sa.Unicode(255), index=True, comment="Cache key chosen by the caller.")
+    value: Mapped[Any] = mapped_column(sa.JSON, comment="The cached value (JSON).")
+
+
+CacheEntryRefMixin, OptionalCacheEntryRefMixin = ref_mixins(CacheEntry)
