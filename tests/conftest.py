@@ -98,3 +98,14 @@ def memory_engine() -> Iterator[Engine]:
 def _forget_cached_engines() -> Iterator[None]:
     yield
     dbcore.dispose_engines()
+
+
+@pytest.fixture
+def migrated(settings: dbcore.Settings) -> dbcore.Settings:
+    """``settings`` for a database migrated to head by dbcore's alembic scripts and seeded."""
+    from dbcore import migrate
+
+    migrate.upgrade(settings, "head")
+    with dbcore.system_session(settings) as session:
+        dbcore.seed(session)
+    return settings

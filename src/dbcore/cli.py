@@ -1,0 +1,216 @@
+"""The ``dbcore`` command: init, migrate, seed, doctor, check-models.
+
+Exit codes: 0 success, 1 unhealthy or failed, 2 configuration error
+(bad URL, missing driver extra), 3 database unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+import sqlalchemy as sa
+
+from dbcore.config import Settings
+from dbcore.errors import ConfigurationError, DbcoreError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+
+class _Unreachable(Exception):
+    pass
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _reachable(settings: Settings) -> None:
+    from dbcore.health import is_connected
+
+    if not is_connected(settings):
+        raise _Unreachable(
+            f"cannot reach the database at {settings.masked_url}; check that the server runs and DATABASE_URL is right"
+        )
+
+
+def _ensure_vector_space(settings: Settings) -> str:
+    """Record the dimension and metric of dbcore's memory vectors the first time; refuse a changed dimension."""
+    from dbcore.DB_Memories import EMBEDDING_DIMS, VectorSpace
+    from dbcore.errors import DimensionMismatchError
+    from dbcore.security import system_session
+
+    with system_session(settings) as session:
+        space = session.execute(sa.select(VectorSpace).where(VectorSpace.name == "memories")).scalar_one_or_none()
+        if space is None:
+            session.add(VectorSpace(name="memories", backend=settings.vector_backend, dims=EMBEDDING_DIMS, metric="cosine"))
+            return f"recorded vector space 'memories': {EMBEDDING_DIMS} dims, cosine, {settings.vector_backend}"
+        if space.dims != EMBEDDING_DIMS:
+            raise DimensionMismatchError(
+                f"the database's vector space 'memories' has {space.dims} dims but DBCORE_VECTOR_DIMS is {EMBEDDING_DIMS}; "
+                "set DBCORE_VECTOR_DIMS back, or migrate and re-embed (docs/vectors.md)"
+            )
+        return f"vector space 'memories': {space.dims} dims, {space.metric}, {space.backend}"
+
+
+def _ensure_system_key(settings: Settings) -> str:
+    from dbcore.DB_Auth import ApiKey
+    from dbcore.security import create_system_key, hash_api_key, system_session
+
+    given = os.environ.get("DBCORE_SYSTEM_API_KEY") or None
+    with system_session(settings) as session:
+        keys = session.execute(sa.select(ApiKey.key_hash).where(ApiKey.is_system.is_(True))).scalars().all()
+        if given:
+            if hash_api_key(given) in keys:
+                return "system API key: the one in DBCORE_SYSTEM_API_KEY is stored"
+            create_system_key(session, name="system (from DBCORE_SYSTEM_API_KEY)", key=given)
+            return "system API key: stored the hash of DBCORE_SYSTEM_API_KEY"
+        if keys:
+            return f"system API key: {len(keys)} stored (only hashes are kept)"
+        plain = create_system_key(session)
+    return (
+        "system API key (shown once, only its hash is stored; keep it secret):\n"
+        f"    {plain}\n"
+        "  pass it as get_session(api_key=...) to write system tables"
+    )
+
+
+def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
+    from dbcore import migrate
+    from dbcore.base import Base
+    from dbcore.security import system_session
+    from dbcore.seeding import seed
+
+    _reachable(settings)
+    before = migrate.current_revision(settings)
+    migrate.upgrade(settings, "head")
+    after = migrate.current_revision(settings)
+    with system_session(settings) as session:
+        report = seed(session)
+    _say(f"dbcore init: {settings.dialect} at {settings.masked_url}")
+    change = "already current" if before == after else f"migrated from {before or 'an empty database'}"
+    _say(f"  schema: revision {after} ({change})")
+    _say(f"  tables: {len(Base.metadata.tables)}")
+    _say(f"  seed rows: {report.inserted} inserted, {report.updated} updated, {report.unchanged} unchanged")
+    _say(f"  {_ensure_vector_space(settings)}")
+    _say(f"  {_ensure_system_key(settings)}")
+    return EXIT_OK
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from dbcore import migrate
+
+    if args.sql:
+        migrate.upgrade(settings, args.revision, sql=True)
+        return EXIT_OK
+    _reachable(settings)
+    if args.revision.startswith("-") or args.down:
+        migrate.downgrade(settings, args.revision)
+    else:
+        migrate.upgrade(settings, args.revision)
+    _say(f"dbcore migrate: {settings.masked_url} is at revision {migrate.current_revision(settings)}")
+    return EXIT_OK
+
+
+def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
+    from dbcore.security import system_session
+    from dbcore.seeding import seed
+
+    _reachable(settings)
+    with system_session(settings) as session:
+        report = seed(session)
+    _say(f"dbcore seed: {report.inserted} inserted, {report.updated} updated, {report.unchanged} unchanged")
+    for table, counts in report.tables.items():
+        _say(f"  {table}: {counts.inserted} inserted, {counts.updated} updated, {counts.unchanged} unchanged")
+    return EXIT_OK
+
+
+def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
+    from dbcore import migrate
+    from dbcore.DB_Memories import EMBEDDING_DIMS
+    from dbcore.engine import get_engine, has_pgvector
+    from dbcore.health import connection_info
+
+    info = connection_info(settings)
+    _say(f"database:        {info.dialect} ({info.driver}) at {info.url}")
+    _say(f"connected:       {'yes' if info.connected else 'NO'}")
+    if not info.connected:
+        return EXIT_UNREACHABLE
+    _say(f"server version:  {info.server_version}")
+    _say(f"pool:            {info.pool_class} size={info.pool_size} checked_out={info.checked_out} overflow={info.overflow}")
+    if info.dialect == "postgresql":
+        _say(f"pgvector:        {'available' if has_pgvector(get_engine(settings).dialect) else 'not available (embeddings stored as bytea)'}")
+    _say(f"vector dims:     {EMBEDDING_DIMS} (DBCORE_VECTOR_DIMS), backend {settings.vector_backend}")
+    pending = migrate.pending_revisions(settings)
+    head = migrate.head_revision()
+    _say(f"migrations:      head {head}, current {migrate.current_revision(settings) or 'none'}, pending {len(pending)}")
+    if pending:
+        _say("unhealthy: migrations are pending; run `dbcore migrate`")
+        return EXIT_FAILED
+    _say("healthy")
+    return EXIT_OK
+
+
+def cmd_check_models(settings: Settings | None, args: argparse.Namespace) -> int:
+    import dbcore.models  # noqa: F401
+    from dbcore.base import Base
+    from dbcore.checks import check_models
+
+    problems = check_models(Base.metadata)
+    for problem in problems:
+        _say(f"  {problem}")
+    _say(f"dbcore check-models: {len(Base.metadata.tables)} tables, {len(problems)} problems")
+    return EXIT_FAILED if problems else EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dbcore",
+        description="dbcore: the data layer of an AI-agent platform. The database comes from DATABASE_URL "
+        "(or POSTGRES_URL); without it, an SQLite file dbcore.sqlite3 in the working directory.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("init", help="migrate to head, seed, record the vector space and make the first system key")
+    migrate = commands.add_parser("migrate", help="upgrade (or downgrade) the schema")
+    migrate.add_argument("revision", nargs="?", default="head", help="target revision (default: head)")
+    migrate.add_argument("--down", action="store_true", help="downgrade to the revision instead of upgrading")
+    migrate.add_argument("--sql", action="store_true", help="print the SQL instead of running it (offline mode)")
+    commands.add_parser("seed", help="apply every seed_list (idempotent)")
+    commands.add_parser("doctor", help="connection, server version, pgvector, vector dims, pending migrations")
+    commands.add_parser("check-models", help="check dbcore's models against the patterns rules")
+    return parser
+
+
+_COMMANDS: dict[str, Callable[..., int]] = {
+    "init": cmd_init,
+    "migrate": cmd_migrate,
+    "seed": cmd_seed,
+    "doctor": cmd_doctor,
+    "check-models": cmd_check_models,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "check-models":
+            return cmd_check_models(None, args)
+        settings = Settings.from_env()
+        return _COMMANDS[args.command](settings, args)
+    except ConfigurationError as exc:
+        print(f"dbcore {args.command}: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except _Unreachable as exc:
+        print(f"dbcore {args.command}: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except DbcoreError as exc:
+        print(f"dbcore {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

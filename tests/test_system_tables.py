@@ -1,0 +1,124 @@
+"""System tables can only be written by a session opened with the system API key."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+import dbcore
+from dbcore import ActivityType, ApiKey
+from dbcore.security import create_system_key, generate_api_key
+
+ERROR_TYPE = uuid.UUID("FFFFFFFF-FFFF-FFFF-0000-FFFFFFFFFFFF")
+
+
+@pytest.fixture
+def system_key(migrated: dbcore.Settings) -> str:
+    with dbcore.system_session(migrated) as session:
+        return create_system_key(session)
+
+
+def snapshot(settings: dbcore.Settings) -> list[tuple[str, str]]:
+    with dbcore.get_session(settings) as session:
+        return [tuple(row) for row in session.execute(sa.select(ActivityType.name, ActivityType.description).order_by(ActivityType.name))]
+
+
+def orm_insert(session: Session) -> None:
+    session.add(ActivityType(name="Sleeping", description="The agent rests."))
+
+
+def orm_update(session: Session) -> None:
+    session.get(ActivityType, ERROR_TYPE).description = "changed"  # type: ignore[union-attr]
+
+
+def orm_delete(session: Session) -> None:
+    session.delete(session.get(ActivityType, ERROR_TYPE))
+
+
+def bulk_insert(session: Session) -> None:
+    session.execute(sa.insert(ActivityType), [{"name": "Bulk", "description": "bulk"}])
+
+
+def bulk_update(session: Session) -> None:
+    session.execute(sa.update(ActivityType).values(description="bulk changed"))
+
+
+def bulk_delete(session: Session) -> None:
+    session.execute(sa.delete(ActivityType).where(ActivityType.id == ERROR_TYPE))
+
+
+def core_table_update(session: Session) -> None:
+    session.execute(ActivityType.__table__.update().values(description="core changed"))
+
+
+WRITES: dict[str, Callable[[Session], None]] = {
+    "insert": orm_insert,
+    "update": orm_update,
+    "delete": orm_delete,
+    "bulk insert": bulk_insert,
+    "bulk update": bulk_update,
+    "bulk delete": bulk_delete,
+    "core table update": core_table_update,
+}
+
+
+@pytest.mark.parametrize("write", WRITES.values(), ids=WRITES.keys())
+def test_without_key_every_write_is_denied_and_nothing_changes(migrated: dbcore.Settings, write: Callable[[Session], None]) -> None:
+    before = snapshot(migrated)
+    with pytest.raises(dbcore.PermissionDenied, match="activity_types"):
+        with dbcore.get_session(migrated) as session:
+            write(session)
+            session.flush()
+    assert snapshot(migrated) == before
+
+
+@pytest.mark.parametrize("write", WRITES.values(), ids=WRITES.keys())
+def test_wrong_key_is_denied_too(migrated: dbcore.Settings, system_key: str, write: Callable[[Session], None]) -> None:
+    before = snapshot(migrated)
+    wrong = system_key[:-4] + ("AAAA" if not system_key.endswith("AAAA") else "BBBB")  # same prefix, other key
+    for key in (wrong, generate_api_key()):
+        with pytest.raises(dbcore.PermissionDenied, match="not a valid system key"):
+            with dbcore.get_session(migrated, api_key=key) as session:
+                write(session)
+                session.flush()
+    assert snapshot(migrated) == before
+
+
+@pytest.mark.parametrize("write", WRITES.values(), ids=WRITES.keys())
+def test_system_key_may_write(migrated: dbcore.Settings, system_key: str, write: Callable[[Session], None]) -> None:
+    before = snapshot(migrated)
+    with dbcore.get_session(migrated, api_key=system_key) as session:
+        write(session)
+    assert snapshot(migrated) != before
+
+
+def test_reading_system_tables_is_open(migrated: dbcore.Settings) -> None:
+    assert [name for name, _ in snapshot(migrated)] == ["Error", "Thinking", "Warning"]
+
+
+def test_revoked_or_non_system_keys_do_not_grant(migrated: dbcore.Settings) -> None:
+    with dbcore.system_session(migrated) as session:
+        revoked = create_system_key(session, name="old")
+        key_row = session.execute(sa.select(ApiKey).where(ApiKey.name == "old")).scalar_one()
+        key_row.revoked_at = dbcore.utcnow()
+    with pytest.raises(dbcore.PermissionDenied):
+        with dbcore.get_session(migrated, api_key=revoked) as session:
+            orm_insert(session)
+
+
+def test_only_the_hash_of_a_key_is_stored(migrated: dbcore.Settings, system_key: str) -> None:
+    with dbcore.get_session(migrated) as session:
+        stored = session.execute(sa.select(ApiKey.key_hash, ApiKey.prefix)).all()
+    assert all(system_key not in (key_hash, prefix) for key_hash, prefix in stored)
+    assert all(len(key_hash) == 64 for key_hash, _ in stored)
+
+
+def test_non_system_tables_need_no_key(migrated: dbcore.Settings) -> None:
+    with dbcore.get_session(migrated) as session:
+        session.add(dbcore.User(email="ada@example.org", display_name="Ada"))
+    with dbcore.get_session(migrated) as session:
+        assert session.execute(sa.select(sa.func.count()).select_from(dbcore.User)).scalar_one() == 1
