@@ -1,0 +1,417 @@
+"""The VectorStore interface every backend implements, and the checks they share.
+
+Scores have one definition on every backend: **cosine similarity in [-1, 1], higher
+is more similar**. ``min_score`` keeps matches with ``score >= min_score``. Results are
+sorted by score descending, ties broken by id ascending.
+
+Public methods validate everything first (dimension, finiteness, filter fields,
+``k``) and only then call the backend's ``_``-prefixed hooks, so a refused batch
+writes nothing. A backend implements :meth:`VectorStore._upsert`, ``_query``,
+``_delete_ids``, ``_delete_filter``, ``_get``, ``_count`` and ``_health``.
+
+Ids are strings: a ``uuid.UUID`` becomes its canonical lowercase text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from dbcore.errors import DimensionMismatchError, ValidationError
+from dbcore.vectorstores.filters import (
+    DATETIME_FIELDS,
+    MEMORY_FIELDS,
+    UUID_FIELDS,
+    Filter,
+    FilterLike,
+    normalize_value,
+)
+
+__all__ = [
+    "VectorStore",
+    "Record",
+    "Match",
+    "StoreHealth",
+    "RecordLike",
+    "validate_vector",
+    "coerce_id",
+    "encode_metadata",
+    "decode_metadata",
+    "chunked",
+    "JSON_KEYS_MARKER",
+]
+
+#: Stored-metadata key listing the keys whose values were JSON-encoded (see encode_metadata).
+JSON_KEYS_MARKER = "_dbcore_json"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One stored embedding: id, vector (float32 array) and metadata."""
+
+    id: str
+    vector: np.ndarray = field(repr=False, compare=False)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Match:
+    """A query result: the record id and its cosine similarity (higher is better)."""
+
+    id: str
+    score: float
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class StoreHealth:
+    """What :meth:`VectorStore.health` reports; ``ok`` is False with ``error`` set on failure."""
+
+    backend: str
+    ok: bool
+    dims: int
+    count: int | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "ok": self.ok,
+            "dims": self.dims,
+            "count": self.count,
+            "detail": dict(self.detail),
+            "error": self.error,
+        }
+
+
+RecordLike = Record | Mapping[str, Any] | tuple[Any, ...]
+
+
+def coerce_id(value: Any) -> str:
+    """Return a record id as text: UUIDs in canonical lowercase form, strings as given."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, str) and value:
+        return value
+    raise ValidationError(f"a record id must be a uuid.UUID or a non-empty string, got {value!r}")
+
+
+def validate_vector(values: Any, dims: int, *, what: str = "vector") -> np.ndarray:
+    """Return ``values`` as a float32 array of length ``dims``, or raise.
+
+    Wrong length raises DimensionMismatchError; empty, non-numeric, NaN or infinite
+    values raise ValidationError.
+    """
+    if values is None or isinstance(values, (str, bytes, Mapping)):
+        raise ValidationError(f"{what} must be a sequence of numbers, got {type(values).__name__}")
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{what} must be a flat sequence of numbers") from None
+    if array.ndim != 1:
+        raise ValidationError(f"{what} must be one-dimensional, got shape {array.shape}")
+    if array.size == 0:
+        raise ValidationError(f"{what} is empty; expected {dims} values")
+    if array.dtype.kind not in "iuf":
+        raise ValidationError(f"{what} must hold numbers, got dtype {array.dtype}")
+    if array.size != dims:
+        raise DimensionMismatchError(
+            f"{what} has {array.size} values but the store holds {dims}-dimensional vectors; "
+            "re-embed with the right model or set DBCORE_VECTOR_DIMS"
+        )
+    array = array.astype(np.float64)
+    if not np.all(np.isfinite(array)):
+        raise ValidationError(f"{what} contains NaN or infinite values")
+    if not np.any(array):
+        raise ValidationError(f"{what} is all zeros; cosine similarity is undefined for it")
+    return array.astype(np.float32)
+
+
+def _encode_scalar(key: str, value: Any) -> Any:
+    value = normalize_value(key, value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError(f"metadata {key!r}={value!r} is not a finite number")
+    return value
+
+
+def encode_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Return metadata in the form Chroma and Pinecone both accept.
+
+    - ``None`` values are dropped (neither store holds nulls).
+    - ``uuid.UUID`` -> canonical lowercase text; ``datetime`` -> epoch seconds (float,
+      naive = UTC); strings on the UUID fields are checked and canonicalised.
+    - str, int, float (finite) and bool are kept; non-empty lists of strings are kept.
+    - Other values (dicts, empty lists, lists of non-strings) are JSON-encoded to a
+      string; their keys are listed under ``_dbcore_json`` so :func:`decode_metadata`
+      restores them. They are stored, not meant for filtering.
+    """
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise ValidationError(f"metadata must be a dict, got {type(metadata).__name__}")
+    out: dict[str, Any] = {}
+    encoded: list[str] = []
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not key:
+            raise ValidationError(f"metadata keys must be non-empty strings, got {key!r}")
+        if key.startswith(("$", "#")) or key == JSON_KEYS_MARKER:
+            raise ValidationError(
+                f"metadata key {key!r} is reserved; keys may not start with $ or # or be {JSON_KEYS_MARKER}"
+            )
+        if value is None:
+            continue
+        if isinstance(value, (str, bool, int, float, uuid.UUID, datetime)):
+            out[key] = _encode_scalar(key, value)
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+            out[key] = list(value)
+        else:
+            try:
+                out[key] = json.dumps(value, sort_keys=True, allow_nan=False, default=_json_default)
+            except (TypeError, ValueError) as exc:
+                raise ValidationError(f"metadata {key!r} cannot be stored: {exc}") from None
+            encoded.append(key)
+    if encoded:
+        out[JSON_KEYS_MARKER] = json.dumps(sorted(encoded))
+    return out
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def decode_metadata(stored: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Invert :func:`encode_metadata`: UUID fields -> uuid.UUID, created_at -> aware UTC datetime."""
+    if not stored:
+        return {}
+    out = dict(stored)
+    marker = out.pop(JSON_KEYS_MARKER, None)
+    if isinstance(marker, str):
+        for key in json.loads(marker):
+            if isinstance(out.get(key), str):
+                out[key] = json.loads(out[key])
+    for key in UUID_FIELDS & out.keys():
+        if isinstance(out[key], str):
+            try:
+                out[key] = uuid.UUID(out[key])
+            except ValueError:
+                pass
+    for key in DATETIME_FIELDS & out.keys():
+        if isinstance(out[key], (int, float)) and not isinstance(out[key], bool):
+            out[key] = datetime.fromtimestamp(float(out[key]), tz=timezone.utc)
+    return out
+
+
+def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Yield consecutive slices of at most ``size`` items."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass(frozen=True)
+class PreparedRecord:
+    """A validated record ready for a backend: id text, float32 vector, encoded metadata."""
+
+    id: str
+    vector: np.ndarray = field(repr=False)
+    metadata: dict[str, Any]
+
+
+def _unpack(item: Any, position: int) -> tuple[Any, Any, Any]:
+    if isinstance(item, Record):
+        return item.id, item.vector, item.metadata
+    if isinstance(item, Mapping):
+        unknown = set(item) - {"id", "vector", "metadata"}
+        if unknown or "id" not in item or "vector" not in item:
+            raise ValidationError(
+                f"record #{position} must have keys id, vector and optional metadata; got {sorted(item)}"
+            )
+        return item["id"], item["vector"], item.get("metadata")
+    if isinstance(item, tuple) and len(item) in (2, 3):
+        return item[0], item[1], item[2] if len(item) == 3 else None
+    raise ValidationError(f"record #{position} must be a Record, a dict or an (id, vector[, metadata]) tuple")
+
+
+class VectorStore(ABC):
+    """A similarity index of memory embeddings, one backend behind one interface.
+
+    ``dims`` is the vector size the store holds. ``metadata_keys`` declares the
+    metadata keys that filters may name besides the memory fields
+    (agent_id, entity_id, room_id, world_id, kind, created_at).
+    """
+
+    #: The registry name of the backend ("chroma", "pinecone", ...).
+    backend_name: ClassVar[str] = "abstract"
+
+    def __init__(self, dims: int, *, metadata_keys: Iterable[str] = ()) -> None:
+        if not isinstance(dims, int) or isinstance(dims, bool) or not 1 <= dims <= 16000:
+            raise ValidationError(f"dims={dims!r} must be an integer between 1 and 16000")
+        self._dims = dims
+        self._filter_fields = frozenset(MEMORY_FIELDS | frozenset(metadata_keys))
+
+    @property
+    def dims(self) -> int:
+        return self._dims
+
+    @property
+    def filter_fields(self) -> frozenset[str]:
+        """Field names filters may use on this store."""
+        return self._filter_fields
+
+    # --- public API -----------------------------------------------------------
+
+    def upsert(self, records: Iterable[RecordLike]) -> int:
+        """Insert or overwrite records; the whole batch is validated before anything is written.
+
+        Returns the number of records written. A repeated id in one batch keeps the last one.
+        """
+        if isinstance(records, (Record, Mapping)):
+            raise ValidationError("upsert takes a list of records; wrap a single record in a list")
+        prepared: dict[str, PreparedRecord] = {}
+        for position, item in enumerate(records):
+            raw_id, vector, metadata = _unpack(item, position)
+            record_id = coerce_id(raw_id)
+            prepared[record_id] = PreparedRecord(
+                id=record_id,
+                vector=validate_vector(vector, self._dims, what=f"vector of record {record_id!r}"),
+                metadata=encode_metadata(metadata),
+            )
+        batch = list(prepared.values())
+        if not batch:
+            return 0
+        self._check_batch(batch)
+        self._upsert(batch)
+        return len(batch)
+
+    def query(
+        self,
+        vector: Any,
+        k: int = 10,
+        filter: FilterLike | None = None,  # noqa: A002 - the name users expect
+        min_score: float | None = None,
+        *,
+        include_metadata: bool = True,
+    ) -> list[Match]:
+        """Return up to ``k`` nearest records by cosine similarity, best first.
+
+        ``min_score`` keeps matches with ``score >= min_score``.
+        """
+        query_vector = validate_vector(vector, self._dims, what="query vector")
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ValidationError(f"k={k!r} must be a positive integer")
+        if min_score is not None:
+            if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not math.isfinite(min_score):
+                raise ValidationError(f"min_score={min_score!r} must be a finite number (cosine similarity, -1..1)")
+            min_score = float(min_score)
+        parsed = self._coerce_filter(filter)
+        found = self._query(query_vector, k, parsed, min_score, include_metadata)
+        return self._finish_matches(found, k, min_score)
+
+    def delete(self, ids: Iterable[str | uuid.UUID] | None = None, filter: FilterLike | None = None) -> None:  # noqa: A002
+        """Delete records by ids, by filter, or both (records matching either are removed).
+
+        Deleting missing ids is not an error. Calling with neither raises ValidationError.
+        """
+        if ids is None and filter is None:
+            raise ValidationError("delete needs ids or a filter; refusing to delete everything implicitly")
+        id_list = self._coerce_ids(ids) if ids is not None else []
+        parsed = self._coerce_filter(filter)
+        if id_list:
+            self._delete_ids(id_list)
+        if parsed is not None:
+            self._delete_filter(parsed)
+
+    def get(self, ids: Iterable[str | uuid.UUID]) -> list[Record]:
+        """Return the stored records for ``ids`` in the order asked; missing ids are skipped."""
+        id_list = self._coerce_ids(ids)
+        if not id_list:
+            return []
+        found = {record.id: record for record in self._get(id_list)}
+        return [found[i] for i in id_list if i in found]
+
+    def count(self) -> int:
+        """Number of records in the store (namespace, collection)."""
+        return self._count()
+
+    def health(self) -> StoreHealth:
+        """Check the backend answers; never raises for a backend failure."""
+        try:
+            return self._health()
+        except Exception as exc:  # noqa: BLE001 - health reports, it does not raise
+            return StoreHealth(self.backend_name, ok=False, dims=self._dims, error=f"{type(exc).__name__}: {exc}")
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release clients; the default does nothing."""
+
+    def __enter__(self) -> VectorStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- helpers for backends ------------------------------------------------
+
+    def _coerce_filter(self, spec: FilterLike | None) -> Filter | None:
+        if spec is None:
+            return None
+        return Filter.parse(spec, self._filter_fields)
+
+    @staticmethod
+    def _coerce_ids(ids: Iterable[Any]) -> list[str]:
+        if isinstance(ids, (str, uuid.UUID)):
+            raise ValidationError("pass a list of ids, not a single id")
+        return list(dict.fromkeys(coerce_id(i) for i in ids))
+
+    @staticmethod
+    def _finish_matches(found: Iterable[Match], k: int, min_score: float | None) -> list[Match]:
+        kept = [m for m in found if min_score is None or m.score >= min_score]
+        kept.sort(key=lambda m: (-m.score, m.id))
+        return kept[:k]
+
+    def _check_batch(self, batch: Sequence[PreparedRecord]) -> None:  # noqa: B027 - optional hook
+        """Backend-specific checks of a validated batch, run before any write."""
+
+    # --- backend hooks ---------------------------------------------------------
+
+    @abstractmethod
+    def _upsert(self, batch: Sequence[PreparedRecord]) -> None: ...
+
+    @abstractmethod
+    def _query(
+        self,
+        vector: np.ndarray,
+        k: int,
+        filter: Filter | None,
+        min_score: float | None,
+        include_metadata: bool,  # noqa: A002
+    ) -> Iterable[Match]:
+        """Return at least the best ``k`` matches (more is fine; the base sorts and cuts)."""
+
+    @abstractmethod
+    def _delete_ids(self, ids: Sequence[str]) -> None: ...
+
+    @abstractmethod
+    def _delete_filter(self, filter: Filter) -> None: ...  # noqa: A002
+
+    @abstractmethod
+    def _get(self, ids: Sequence[str]) -> Iterable[Record]: ...
+
+    @abstractmethod
+    def _count(self) -> int: ...
+
+    @abstractmethod
+    def _health(self) -> StoreHealth: ...

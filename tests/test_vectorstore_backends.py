@@ -1,0 +1,454 @@
+"""One behavioural suite for every vector store backend.
+
+``STORE_FACTORIES`` maps a backend name to a function building an empty store; the
+``store`` fixture is parametrized over its keys. To run the suite on another backend,
+add an entry (e.g. ``"integrated-sqlite"``) and a name to ``BACKENDS``.
+Expected results come from an exact numpy cosine top-k over the same data and the
+pure-Python filter evaluator.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from dbcore.config import Settings
+from dbcore.errors import ConfigurationError, DimensionMismatchError, ValidationError
+from dbcore.vectorstores import (
+    And,
+    F,
+    Filter,
+    Or,
+    UnsupportedFilter,
+    VectorStore,
+    available_vector_stores,
+    get_vector_store,
+    register_vector_store,
+    unregister_vector_store,
+)
+from tests.pinecone_local import PineconeLocal, running_index
+
+DIMS = 16
+N = 300
+METADATA_KEYS = ("priority", "lang", "pinned")
+ROOMS = [uuid.UUID(int=0xA0 + i) for i in range(3)]
+AGENTS = [uuid.UUID(f"00000000-0000-4000-8000-0000000000b{i}") for i in range(2)]
+KINDS = ["message", "fact", "goal"]
+T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
+
+
+def _dataset() -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
+    rng = np.random.default_rng(1234)
+    vectors = rng.normal(size=(N, DIMS))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors = vectors.astype(np.float32)
+    ids = [str(uuid.UUID(int=10_000 + i)) for i in range(N)]
+    metadata = []
+    for i in range(N):
+        meta: dict[str, Any] = {
+            "room_id": ROOMS[i % 3],
+            "agent_id": AGENTS[i % 2],
+            "kind": KINDS[(i // 3) % 3],
+            "created_at": T0 + timedelta(minutes=i),
+            "priority": i % 10,
+            "pinned": i % 4 == 0,
+        }
+        if i % 7:  # every seventh record has no "lang": ne/nin must still match it
+            meta["lang"] = "en" if i % 2 else "fr"
+        metadata.append(meta)
+    return ids, vectors, metadata
+
+
+IDS, VECTORS, METADATA = _dataset()
+
+
+# --- backends -------------------------------------------------------------------------
+
+StoreFactory = Callable[[pytest.FixtureRequest, Path], VectorStore]
+
+
+@pytest.fixture(scope="session")
+def pinecone_server() -> Iterator[PineconeLocal]:
+    with running_index(DIMS) as server:
+        yield server
+
+
+def _chroma_store(request: pytest.FixtureRequest, tmp_path: Path) -> VectorStore:
+    pytest.importorskip("chromadb")
+    import chromadb
+
+    from dbcore.vectorstores.chroma import ChromaVectorStore
+
+    return ChromaVectorStore(
+        chromadb.PersistentClient(path=str(tmp_path / "chroma")), DIMS, metadata_keys=METADATA_KEYS
+    )
+
+
+_namespaces = itertools.count()
+
+
+def _pinecone_store(request: pytest.FixtureRequest, tmp_path: Path) -> VectorStore:
+    pytest.importorskip("pinecone")
+    from pinecone import Pinecone
+
+    from dbcore.vectorstores.pinecone import PineconeVectorStore
+
+    server: PineconeLocal = request.getfixturevalue("pinecone_server")
+    index = Pinecone(api_key="test-key").Index(host=server.host)
+    return PineconeVectorStore(index, DIMS, namespace=f"test-{next(_namespaces)}", metadata_keys=METADATA_KEYS)
+
+
+STORE_FACTORIES: dict[str, StoreFactory] = {
+    "chroma": _chroma_store,
+    "pinecone": _pinecone_store,
+}
+BACKENDS = ["chroma", "pinecone"]
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStore]:
+    store = STORE_FACTORIES[request.param](request, tmp_path)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def store(empty_store: VectorStore) -> VectorStore:
+    records = [{"id": i, "vector": v, "metadata": m} for i, v, m in zip(IDS, VECTORS, METADATA, strict=True)]
+    assert empty_store.upsert(records) == N
+    assert empty_store.count() == N
+    return empty_store
+
+
+# --- the reference ---------------------------------------------------------------------
+
+
+def expected(
+    query: np.ndarray, k: int, flt: Filter | None = None, min_score: float | None = None
+) -> list[tuple[str, float]]:
+    q = np.asarray(query, dtype=np.float64)
+    data = VECTORS.astype(np.float64)
+    scores = data @ q / (np.linalg.norm(data, axis=1) * np.linalg.norm(q))
+    rows = [
+        (IDS[i], float(scores[i]))
+        for i in range(N)
+        if (flt is None or flt.matches(METADATA[i])) and (min_score is None or scores[i] >= min_score)
+    ]
+    rows.sort(key=lambda r: (-r[1], r[0]))
+    return rows[:k]
+
+
+def assert_same(got: list[Any], want: list[tuple[str, float]]) -> None:
+    assert [m.id for m in got] == [w[0] for w in want]
+    np.testing.assert_allclose([m.score for m in got], [w[1] for w in want], atol=1e-5)
+
+
+def _query_vector(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=DIMS)
+
+
+FILTERS: dict[str, Any] = {
+    "eq-uuid": F("room_id") == ROOMS[1],
+    "eq-str-uuid": F("agent_id") == str(AGENTS[0]).upper(),
+    "eq-bool": F("pinned") == True,  # noqa: E712 - builds a condition
+    "ne": F("kind") != "fact",
+    "ne-missing-field": F("lang") != "en",
+    "gt": F("priority") > 6,
+    "gte-fractional": F("priority") >= 3.5,
+    "gte-datetime": F("created_at") >= T0 + timedelta(minutes=200),
+    "lt": F("priority") < 2,
+    "lte-datetime": F("created_at") <= T0 + timedelta(minutes=50),
+    "in": F("kind").in_(["goal", "fact"]),
+    "in-uuid": F("room_id").in_([ROOMS[0], ROOMS[2]]),
+    "nin": F("priority").nin([0, 1, 2, 3]),
+    "nin-missing-field": F("lang").nin(["fr"]),
+    "and": (F("kind") == "message") & (F("priority") >= 5),
+    "or": Or(F("kind") == "goal", F("room_id") == ROOMS[0]),
+    "and-or": And(Or(F("priority") < 3, F("priority") > 7), F("agent_id") == AGENTS[1], F("lang") == "en"),
+    "single-child-and": And(F("kind") == "fact"),
+    "dict-implicit-eq": {"kind": "fact", "room_id": str(ROOMS[2])},
+    "dict-ops": {"$or": [{"priority": {"$gte": 8}}, {"created_at": {"$lt": T0 + timedelta(minutes=10)}}]},
+    "dict-range": {"priority": {"$gt": 2, "$lte": 4}},
+}
+
+
+def test_query_without_filter(store: VectorStore) -> None:
+    for seed in range(3):
+        q = _query_vector(seed)
+        assert_same(store.query(q, k=10), expected(q, 10))
+
+
+@pytest.mark.parametrize("name", list(FILTERS))
+def test_query_with_filter(store: VectorStore, name: str) -> None:
+    flt = Filter.parse(FILTERS[name])
+    q = _query_vector(7)
+    want = expected(q, 15, flt)
+    assert want, "the filter should match something"
+    assert_same(store.query(q, k=15, filter=FILTERS[name]), want)
+
+
+@pytest.mark.parametrize("min_score", [-1.0, 0.0, 0.3, 0.6, 0.99])
+def test_min_score(store: VectorStore, min_score: float) -> None:
+    q = VECTORS[5] + 0.3 * _query_vector(3).astype(np.float32)
+    got = store.query(q, k=50, min_score=min_score)
+    assert_same(got, expected(q, 50, min_score=min_score))
+    assert all(m.score >= min_score for m in got)
+
+
+def test_min_score_with_filter(store: VectorStore) -> None:
+    q = _query_vector(11)
+    flt = F("kind") == "goal"
+    assert_same(store.query(q, k=20, filter=flt, min_score=0.1), expected(q, 20, flt, 0.1))
+
+
+def test_k_larger_than_matches(store: VectorStore) -> None:
+    flt = (F("priority") == 3) & (F("room_id") == ROOMS[0])
+    q = _query_vector(2)
+    want = expected(q, 1000, flt)
+    assert 0 < len(want) < 20
+    assert_same(store.query(q, k=1000, filter=flt), want)
+
+
+def test_scores_are_cosine_similarity(store: VectorStore) -> None:
+    best = store.query(VECTORS[42] * 3.0, k=1)[0]  # scaling does not change cosine
+    assert best.id == IDS[42]
+    assert best.score == pytest.approx(1.0, abs=1e-5)
+    worst = store.query(-VECTORS[42], k=N)[-1]
+    assert worst.id == IDS[42]
+    assert worst.score == pytest.approx(-1.0, abs=1e-5)
+
+
+def test_query_returns_decoded_metadata(store: VectorStore) -> None:
+    match = store.query(VECTORS[9], k=1)[0]
+    assert match.id == IDS[9]
+    assert match.metadata is not None
+    assert match.metadata["room_id"] == ROOMS[0]
+    assert match.metadata["created_at"] == METADATA[9]["created_at"]
+
+
+def test_get_round_trips_vectors_and_metadata(store: VectorStore) -> None:
+    wanted = [IDS[3], uuid.UUID(IDS[7]), "missing-id", IDS[1]]
+    records = store.get(wanted)
+    assert [r.id for r in records] == [IDS[3], IDS[7], IDS[1]]
+    for record, index in zip(records, (3, 7, 1), strict=True):
+        np.testing.assert_allclose(record.vector, VECTORS[index], atol=1e-6)
+        assert record.metadata == METADATA[index]
+    assert store.get([]) == []
+
+
+def test_delete_by_ids(store: VectorStore) -> None:
+    store.delete(ids=IDS[:10] + ["never-stored"])
+    assert store.count() == N - 10
+    assert store.get(IDS[:10]) == []
+    assert IDS[0] not in {m.id for m in store.query(VECTORS[0], k=5)}
+
+
+def test_delete_by_filter(store: VectorStore) -> None:
+    flt = (F("kind") == "fact") | (F("priority") == 9)
+    doomed = {IDS[i] for i in range(N) if flt.matches(METADATA[i])}
+    store.delete(filter=flt)
+    assert store.count() == N - len(doomed)
+    assert store.get(sorted(doomed)) == []
+    q = _query_vector(5)
+    assert_same(store.query(q, k=10), [w for w in expected(q, N) if w[0] not in doomed][:10])
+
+
+def test_delete_needs_ids_or_filter(store: VectorStore) -> None:
+    with pytest.raises(ValidationError):
+        store.delete()
+    assert store.count() == N
+
+
+def test_upsert_overwrites(store: VectorStore) -> None:
+    new_vector = -VECTORS[0]
+    store.upsert([(IDS[0], new_vector, {"kind": "goal", "priority": 99})])
+    assert store.count() == N
+    (record,) = store.get([IDS[0]])
+    np.testing.assert_allclose(record.vector, new_vector, atol=1e-6)
+    assert record.metadata == {"kind": "goal", "priority": 99}
+    assert [m.id for m in store.query(new_vector, k=1, filter=F("priority") == 99)] == [IDS[0]]
+
+
+def test_upsert_accepts_uuid_ids_and_tuples(empty_store: VectorStore) -> None:
+    rid = uuid.UUID("6F2A0D3C-1B2A-4C5D-8E9F-0A1B2C3D4E5F")
+    assert empty_store.upsert([(rid, VECTORS[0]), (str(uuid.UUID(int=5)), VECTORS[1].tolist(), None)]) == 2
+    assert [r.id for r in empty_store.get([rid])] == [str(rid)]
+    assert empty_store.query(VECTORS[0], k=1)[0].id == "6f2a0d3c-1b2a-4c5d-8e9f-0a1b2c3d4e5f"
+
+
+def test_dimension_mismatch_on_upsert_writes_nothing(store: VectorStore) -> None:
+    batch = [("fresh-1", VECTORS[0], {}), ("fresh-2", np.ones(DIMS + 1), {})]
+    with pytest.raises(DimensionMismatchError, match=f"{DIMS + 1} values"):
+        store.upsert(batch)
+    assert store.count() == N
+    assert store.get(["fresh-1"]) == []
+
+
+def test_dimension_mismatch_on_query(store: VectorStore) -> None:
+    with pytest.raises(DimensionMismatchError):
+        store.query(np.ones(DIMS - 1))
+    assert store.count() == N
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param([float("nan")] * DIMS, id="nan"),
+        pytest.param([1.0] * (DIMS - 1) + [float("inf")], id="inf"),
+        pytest.param([], id="empty"),
+        pytest.param(["a"] * DIMS, id="strings"),
+        pytest.param([0.0] * DIMS, id="zeros"),
+        pytest.param(None, id="none"),
+    ],
+)
+def test_invalid_vectors_write_nothing(store: VectorStore, bad: Any) -> None:
+    with pytest.raises(ValidationError):
+        store.upsert([("fresh", VECTORS[0], {}), ("bad", bad, {})])
+    with pytest.raises(ValidationError):
+        store.query(bad)
+    assert store.count() == N
+    assert store.get(["fresh"]) == []
+
+
+def test_invalid_metadata_writes_nothing(store: VectorStore) -> None:
+    with pytest.raises(ValidationError):
+        store.upsert([("fresh", VECTORS[0], {}), ("bad", VECTORS[1], {"room_id": "not-a-uuid"})])
+    with pytest.raises(ValidationError):
+        store.upsert([("bad", VECTORS[1], {"$where": 1})])
+    assert store.count() == N
+
+
+def test_unsupported_filter_is_refused(store: VectorStore) -> None:
+    with pytest.raises(UnsupportedFilter, match="numbers"):
+        store.query(VECTORS[0], filter=F("kind") > "fact")
+    with pytest.raises(UnsupportedFilter):
+        store.delete(filter=F("lang") <= "en")
+    assert store.count() == N
+
+
+def test_unknown_filter_field_is_refused(store: VectorStore) -> None:
+    with pytest.raises(ValidationError, match="undeclared"):
+        store.query(VECTORS[0], filter={"undeclared": 1})
+
+
+def test_bad_query_arguments(store: VectorStore) -> None:
+    for k in (0, -1, 1.5, True):
+        with pytest.raises(ValidationError):
+            store.query(VECTORS[0], k=k)
+    with pytest.raises(ValidationError):
+        store.query(VECTORS[0], min_score=float("nan"))
+
+
+def test_empty_store(empty_store: VectorStore) -> None:
+    assert empty_store.count() == 0
+    assert empty_store.query(VECTORS[0], k=5) == []
+    assert empty_store.get([IDS[0]]) == []
+    assert empty_store.upsert([]) == 0
+
+
+def test_health(store: VectorStore) -> None:
+    health = store.health()
+    assert health.ok and health.count == N and health.dims == DIMS
+    assert health.as_dict()["backend"] == store.backend_name
+
+
+# --- registry -----------------------------------------------------------------------
+
+
+def _settings(backend: str = "chroma") -> Settings:
+    return Settings(database_url="sqlite:///:memory:", vector_backend=backend, vector_dims=DIMS)
+
+
+def test_get_vector_store_chroma_from_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("chromadb")
+    monkeypatch.setenv("DBCORE_CHROMA_PATH", str(tmp_path / "c"))
+    monkeypatch.setenv("DBCORE_CHROMA_COLLECTION", "from-env")
+    monkeypatch.delenv("DBCORE_CHROMA_HOST", raising=False)
+    store = get_vector_store(_settings("chroma"))
+    assert type(store).__name__ == "ChromaVectorStore" and store.dims == DIMS
+    assert "from-env" in repr(store)
+
+
+def test_get_vector_store_pinecone_from_settings(
+    pinecone_server: PineconeLocal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("pinecone")
+    monkeypatch.setenv("PINECONE_API_KEY", "secret-test-key")
+    monkeypatch.setenv("DBCORE_PINECONE_HOST", pinecone_server.host)
+    monkeypatch.setenv("DBCORE_PINECONE_NAMESPACE", "registry")
+    store = get_vector_store(_settings("pinecone"), metadata_keys=["priority"])
+    assert store.upsert([("a", VECTORS[0], {"priority": 1})]) == 1
+    assert store.count() == 1
+    assert "secret-test-key" not in repr(store)
+
+
+def test_pinecone_needs_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PINECONE_API_KEY", raising=False)
+    with pytest.raises(ConfigurationError, match="PINECONE_API_KEY"):
+        get_vector_store(_settings("pinecone"))
+
+
+def test_missing_integrated_backend_is_a_configuration_error() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("dbcore.vectorstores.integrated") is not None:
+        pytest.skip("the integrated backend exists now")
+    with pytest.raises(ConfigurationError, match="integrated"):
+        get_vector_store(_settings("integrated"))
+
+
+def test_register_vector_store(tmp_path: Path) -> None:
+    from dbcore.vectorstores.chroma import ChromaVectorStore
+
+    pytest.importorskip("chromadb")
+    import chromadb
+
+    made: list[Settings] = []
+
+    def factory(settings: Settings, **kwargs: Any) -> VectorStore:
+        made.append(settings)
+        return ChromaVectorStore(chromadb.PersistentClient(path=str(tmp_path)), settings.vector_dims, **kwargs)
+
+    register_vector_store("custom-test", factory)
+    try:
+        with pytest.raises(ConfigurationError, match="already registered"):
+            register_vector_store("custom-test", factory)
+        assert "custom-test" in available_vector_stores()
+        store = get_vector_store(_settings(), backend="custom-test", collection="custom")
+        assert isinstance(store, ChromaVectorStore) and made
+    finally:
+        unregister_vector_store("custom-test")
+    with pytest.raises(ConfigurationError, match="no vector store named 'custom-test'"):
+        get_vector_store(_settings(), backend="custom-test")
+
+
+def test_entry_point_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "ep_store_plugin.py").write_text(
+        "from dbcore.vectorstores.chroma import ChromaVectorStore\n"
+        "import chromadb\n"
+        "def make(settings, **kw):\n"
+        "    return ChromaVectorStore(chromadb.EphemeralClient(), settings.vector_dims, collection='ep-test')\n"
+        "def broken(settings, **kw):\n"
+        "    return object()\n"
+    )
+    dist = tmp_path / "ep_store_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-store-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[dbcore.vector_stores]\nep-test = ep_store_plugin:make\nep-broken = ep_store_plugin:broken\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "ep_store_plugin", raising=False)
+    assert {"ep-test", "ep-broken"} <= set(available_vector_stores())
+    store = get_vector_store(_settings(), backend="ep-test")
+    assert store.dims == DIMS
+    with pytest.raises(ConfigurationError, match="not a VectorStore"):
+        get_vector_store(_settings(), backend="ep-broken")
