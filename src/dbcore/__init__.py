@@ -38,6 +38,7 @@ from dbcore.security import system_session
 from dbcore.seeding import seed
 from dbcore.session import get_session, get_sessionmaker, run_in_transaction, session_dependency
 from dbcore.types import PK_TYPE, SqlEnum, UTCDateTime, Vector, new_uuid, utcnow
+from dbcore.vectorstores import F, Filter, Match, Record, VectorStore, get_vector_store, register_vector_store
 
 __version__ = "0.1.0"
 
@@ -76,6 +77,14 @@ __all__ = [
     "assert_models_ok",
     "on_saved",
     "on_transition",
+    # vector stores (backends are imported only when used)
+    "VectorStore",
+    "get_vector_store",
+    "register_vector_store",
+    "Record",
+    "Match",
+    "F",
+    "Filter",
     # dbcore's models
     "User",
     "ApiKey",

@@ -102,7 +102,7 @@ def _choose_url(env: Mapping[str, str]) -> str:
         return _require_nonblank("DATABASE_URL", primary)
     if alias is not None:
         url = _require_nonblank("POSTGRES_URL", alias)
-        if not url.split(":", 1)[0].split("+", 1)[0] in ("postgres", "postgresql"):
+        if url.split(":", 1)[0].split("+", 1)[0] not in ("postgres", "postgresql"):
             raise ConfigurationError(
                 f"POSTGRES_URL={mask_url(url)} is not a PostgreSQL URL; use DATABASE_URL for other databases"
             )

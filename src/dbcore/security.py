@@ -100,7 +100,7 @@ def is_system_session(session: Session) -> bool:
     state = session.info.get(SYSTEM_INFO_KEY)
     if state is None:
         key = session.info.get(_API_KEY_INFO_KEY)
-        state = bool(key) and _verify(session, key)
+        state = isinstance(key, str) and bool(key) and _verify(session, key)
         session.info[SYSTEM_INFO_KEY] = state
     return bool(state) or bool(session.info.get(_SEEDING_INFO_KEY))
 

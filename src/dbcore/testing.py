@@ -139,10 +139,10 @@ class TestServers:
             return make_url(container.get_connection_url()).set(drivername="mysql+pymysql")
         from testcontainers.mssql import SqlServerContainer  # type: ignore[import-untyped]
 
-        container = SqlServerContainer("mcr.microsoft.com/mssql/server:2022-latest")
-        container.start()
-        self._cleanups.append(container.stop)
-        url = make_url(container.get_connection_url())
+        mssql = SqlServerContainer("mcr.microsoft.com/mssql/server:2022-latest")
+        mssql.start()
+        self._cleanups.append(mssql.stop)
+        url = make_url(mssql.get_connection_url())
         return url.set(
             drivername="mssql+pyodbc",
             query={"driver": "ODBC Driver 18 for SQL Server", "TrustServerCertificate": "yes"},
