@@ -88,7 +88,7 @@ class Entity(Base, BaseMixin, UpdateMixin, AgentRefMixin):
 
 
 # Late binding as the patterns document shows: users.entity_id is declared in DB_Auth.
-bind_reverse(Entity, User, foreign_keys=lambda: [User.entity_id])
+bind_reverse(Entity, User, foreign_keys=lambda: [User.entity_id], post_update=True)
 
 EntityRefMixin, OptionalEntityRefMixin = ref_mixins(Entity)
 SourceEntityRefMixin, _ = ref_mixins(Entity, role="source")
