@@ -78,9 +78,12 @@ class EmbeddedPostgres:
         self._server._stop()
 
     def start(self) -> None:
-        """Start the server again on the same data directory and socket."""
-        with self._server._lock:
-            self._server.ensure_postgres_running()
+        """Start the server again on the same data directory and socket.
+
+        Not under pgserver's lock: that is one file lock per process, not safe to
+        take from another thread (tests restart the server from a timer thread).
+        """
+        self._server.ensure_postgres_running()
 
     def cleanup(self) -> None:
         self._server.cleanup()
