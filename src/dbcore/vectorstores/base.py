@@ -32,6 +32,7 @@ from dbcore.vectorstores.filters import (
     UUID_FIELDS,
     Filter,
     FilterLike,
+    is_number,
     normalize_value,
 )
 
@@ -211,7 +212,7 @@ def decode_metadata(stored: Mapping[str, Any] | None) -> dict[str, Any]:
             except ValueError:
                 pass
     for key in DATETIME_FIELDS & out.keys():
-        if isinstance(out[key], (int, float)) and not isinstance(out[key], bool):
+        if is_number(out[key]):
             out[key] = datetime.fromtimestamp(float(out[key]), tz=timezone.utc)
     return out
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from dbcore.errors import ConfigurationError, DimensionMismatchError
 from dbcore.vectorstores.base import Match, PreparedRecord, Record, StoreHealth, VectorStore, chunked, decode_metadata
-from dbcore.vectorstores.filters import And, Condition, Filter, Or, UnsupportedFilter
+from dbcore.vectorstores.filters import And, Condition, Filter, Or, UnsupportedFilter, is_number
 
 if TYPE_CHECKING:
     from dbcore.config import Settings
@@ -36,10 +36,6 @@ DEFAULT_COLLECTION = "memories"
 DEFAULT_PATH = "./.chroma"
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def to_chroma_where(node: Filter) -> dict[str, Any]:
     """Translate a filter to Chroma's ``where``; raise UnsupportedFilter for what Chroma cannot do."""
     if isinstance(node, (And, Or)):
@@ -49,12 +45,12 @@ def to_chroma_where(node: Filter) -> dict[str, Any]:
     if not isinstance(node, Condition):
         raise UnsupportedFilter(f"Chroma cannot express filter node {type(node).__name__}")
     value: Any = _as_float(node.value)
-    if node.op in ("gt", "gte", "lt", "lte") and not _is_number(value):
+    if node.op in ("gt", "gte", "lt", "lte") and not is_number(value):
         raise UnsupportedFilter(
             f"Chroma compares ${node.op} on numbers only; {node.field!r} was given {type(value).__name__} {value!r}"
         )
     if node.op in ("in", "nin"):
-        kinds = {"number" if _is_number(v) else type(v).__name__ for v in value}
+        kinds = {"number" if is_number(v) else type(v).__name__ for v in value}
         if len(kinds) > 1:
             raise UnsupportedFilter(
                 f"Chroma needs ${node.op} values of one type; {node.field!r} was given {sorted(kinds)}"
@@ -66,7 +62,7 @@ def to_chroma_where(node: Filter) -> dict[str, Any]:
 def _as_float(value: Any) -> Any:
     if isinstance(value, tuple):
         return value
-    return float(value) if _is_number(value) else value
+    return float(value) if is_number(value) else value
 
 
 def to_chroma_metadata(encoded: Mapping[str, Any]) -> dict[str, Any]:

@@ -60,6 +60,11 @@ _ORDERING_OPS = frozenset({"gt", "gte", "lt", "lte"})
 _LIST_OPS = frozenset({"in", "nin"})
 
 
+def is_number(value: object) -> bool:
+    """An int or float, not a bool: what the numeric comparison operators accept."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 class UnsupportedFilter(ValidationError):
     """A backend cannot express this filter; nothing was queried, written or deleted."""
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from dbcore.errors import ConfigurationError, ConnectionFailed, DatabaseError, DimensionMismatchError, ValidationError
 from dbcore.vectorstores.base import Match, PreparedRecord, Record, StoreHealth, VectorStore, chunked, decode_metadata
-from dbcore.vectorstores.filters import And, Condition, Filter, Or, UnsupportedFilter
+from dbcore.vectorstores.filters import And, Condition, Filter, Or, UnsupportedFilter, is_number
 
 if TYPE_CHECKING:
     from dbcore.config import Settings
@@ -61,10 +61,6 @@ _ENVELOPE_BYTES = 64
 T = TypeVar("T")
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def to_pinecone_filter(node: Filter) -> dict[str, Any]:
     """Translate a filter to Pinecone's metadata filter; raise UnsupportedFilter when it cannot."""
     if isinstance(node, (And, Or)):
@@ -73,12 +69,12 @@ def to_pinecone_filter(node: Filter) -> dict[str, Any]:
         return {f"${node.op}": [to_pinecone_filter(child) for child in node.children]}
     if not isinstance(node, Condition):
         raise UnsupportedFilter(f"Pinecone cannot express filter node {type(node).__name__}")
-    if node.op in ("gt", "gte", "lt", "lte") and not _is_number(node.value):
+    if node.op in ("gt", "gte", "lt", "lte") and not is_number(node.value):
         raise UnsupportedFilter(
             f"Pinecone compares ${node.op} on numbers only; {node.field!r} was given {type(node.value).__name__} {node.value!r}"
         )
     if node.op in ("in", "nin"):
-        if any(not isinstance(v, str) and not _is_number(v) for v in node.value):
+        if any(not isinstance(v, str) and not is_number(v) for v in node.value):
             raise UnsupportedFilter(
                 f"Pinecone ${node.op} takes strings or numbers; {node.field!r} was given {list(node.value)!r}"
             )
