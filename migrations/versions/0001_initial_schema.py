@@ -17,6 +17,7 @@ import dbcore.DB_Auth
 import dbcore.DB_Entities
 import dbcore.DB_Memories
 import dbcore.types
+from dbcore.embeddings import hnsw_index_sql
 from dbcore.engine import has_pgvector
 
 revision: str = '0001'
@@ -319,7 +320,7 @@ def upgrade() -> None:
 
     op.create_table('memory_embeddings',
     sa.Column('id', dbcore.types.GUID(), nullable=False),
-    sa.Column('embedding', dbcore.types.Vector(384), nullable=False, comment='The embedding (float32).'),
+    sa.Column('embedding', dbcore.types.Vector(dbcore.DB_Memories.EMBEDDING_DIMS), nullable=False, comment='The embedding (float32).'),
     sa.Column('model', sa.Unicode(length=200), nullable=False, comment='Name of the model that made the embedding.'),
     sa.Column('memory_id', dbcore.types.GUID(), nullable=False),
     sa.Column('created_at', dbcore.types.UTCDateTime(), nullable=False, comment='When the row was created (UTC).'),
@@ -339,10 +340,7 @@ def _create_vector_index() -> None:
     dialect = op.get_context().dialect
     if dialect.name != "postgresql" or not has_pgvector(dialect):
         return
-    dims = dbcore.DB_Memories.EMBEDDING_DIMS
-    target = "embedding vector_cosine_ops" if dims <= 2000 else f"(embedding::halfvec({int(dims)})) halfvec_cosine_ops"
-    op.execute(f"CREATE INDEX ix_memory_embeddings_embedding_hnsw ON memory_embeddings USING hnsw ({target})")
-
+    op.execute(hnsw_index_sql(dbcore.DB_Memories.EMBEDDING_DIMS))
 
 
 def downgrade() -> None:

@@ -38,8 +38,12 @@ class Agent(Base, BaseMixin, UpdateMixin, SoftDeleteMixin, OptionalOwnerUserRefM
     __tablename__ = "agents"
 
     name: Mapped[str] = mapped_column(sa.Unicode(200), index=True, comment="Display name of the agent.")
-    bio: Mapped[str] = mapped_column(sa.UnicodeText, default="", comment="Biography / system prompt that defines the agent.")
-    settings: Mapped[dict[str, Any]] = mapped_column(default=dict, comment="Agent configuration (model, plugins...) as JSON.")
+    bio: Mapped[str] = mapped_column(
+        sa.UnicodeText, default="", comment="Biography / system prompt that defines the agent."
+    )
+    settings: Mapped[dict[str, Any]] = mapped_column(
+        default=dict, comment="Agent configuration (model, plugins...) as JSON."
+    )
     enabled: Mapped[bool] = mapped_column(default=True, comment="False stops the agent without deleting it.")
 
 
@@ -53,11 +57,21 @@ class ActivityType(Base, BaseMixin, UpdateMixin):
     __system__ = True
 
     name: Mapped[str] = mapped_column(sa.Unicode(100), unique=True, comment="Short name of the activity type.")
-    description: Mapped[str] = mapped_column(sa.Unicode(500), default="", comment="What an activity of this type means.")
+    description: Mapped[str] = mapped_column(
+        sa.Unicode(500), default="", comment="What an activity of this type means."
+    )
 
     seed_list = [
-        {"id": "FFFFFFFF-FFFF-FFFF-0000-FFFFFFFFFFFF", "name": "Error", "description": "The agent has encountered an error."},
-        {"id": "FFFFFFFF-FFFF-FFFF-00FF-FFFFFFFFFFFF", "name": "Warning", "description": "The agent has encountered a warning."},
+        {
+            "id": "FFFFFFFF-FFFF-FFFF-0000-FFFFFFFFFFFF",
+            "name": "Error",
+            "description": "The agent has encountered an error.",
+        },
+        {
+            "id": "FFFFFFFF-FFFF-FFFF-00FF-FFFFFFFFFFFF",
+            "name": "Warning",
+            "description": "The agent has encountered a warning.",
+        },
         {"id": "FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF", "name": "Thinking", "description": "The agent is thinking."},
     ]
 
@@ -94,9 +108,13 @@ class Task(Base, BaseMixin, UpdateMixin, AgentRefMixin):
     __table_args__ = (sa.Index(None, "agent_id", "status"),)
 
     name: Mapped[str] = mapped_column(sa.Unicode(200), comment="What the task is.")
-    description: Mapped[str] = mapped_column(sa.UnicodeText, default="", comment="Details for the agent carrying it out.")
+    description: Mapped[str] = mapped_column(
+        sa.UnicodeText, default="", comment="Details for the agent carrying it out."
+    )
     tags: Mapped[list[Any]] = mapped_column(default=list, comment="Labels for finding tasks (JSON list of strings).")
-    status: Mapped[TaskStatus] = mapped_column(SqlEnum(TaskStatus), default=TaskStatus.PENDING, comment="Where the task stands.")
+    status: Mapped[TaskStatus] = mapped_column(
+        SqlEnum(TaskStatus), default=TaskStatus.PENDING, comment="Where the task stands."
+    )
     due_at: Mapped[datetime.datetime | None] = mapped_column(comment="When the task should run or be done by (UTC).")
 
 

@@ -62,11 +62,15 @@ class ApiKey(Base, BaseMixin, UpdateMixin, ExpirableMixin, OptionalOwnerUserRefM
     __system__ = True
 
     name: Mapped[str] = mapped_column(sa.Unicode(200), default="", comment="What the key is for, chosen by its owner.")
-    prefix: Mapped[str] = mapped_column(sa.Unicode(16), index=True, comment="First characters of the key, to find it and show it.")
+    prefix: Mapped[str] = mapped_column(
+        sa.Unicode(16), index=True, comment="First characters of the key, to find it and show it."
+    )
     key_hash: Mapped[str] = mapped_column(sa.Unicode(64), unique=True, comment="SHA-256 hex digest of the whole key.")
     is_system: Mapped[bool] = mapped_column(default=False, comment="True for keys that may write system tables.")
     last_used_at: Mapped[datetime.datetime | None] = mapped_column(comment="When the key last opened a session (UTC).")
-    revoked_at: Mapped[datetime.datetime | None] = mapped_column(comment="When the key was revoked (UTC); NULL while valid.")
+    revoked_at: Mapped[datetime.datetime | None] = mapped_column(
+        comment="When the key was revoked (UTC); NULL while valid."
+    )
 
 
 ApiKeyRefMixin, OptionalApiKeyRefMixin = ref_mixins(ApiKey)
@@ -84,8 +88,12 @@ class MFAMethod(Base, BaseMixin, UpdateMixin, UserRefMixin):
     __tablename__ = "mfa_methods"
 
     method_type: Mapped[MFAMethodType] = mapped_column(SqlEnum(MFAMethodType), comment="Kind of second factor.")
-    label: Mapped[str] = mapped_column(sa.Unicode(200), default="", comment="Masked destination shown to the user, e.g. +1 *** 42.")
-    verified_at: Mapped[datetime.datetime | None] = mapped_column(comment="When the user proved control of it (UTC); NULL until then.")
+    label: Mapped[str] = mapped_column(
+        sa.Unicode(200), default="", comment="Masked destination shown to the user, e.g. +1 *** 42."
+    )
+    verified_at: Mapped[datetime.datetime | None] = mapped_column(
+        comment="When the user proved control of it (UTC); NULL until then."
+    )
 
 
 MFAMethodRefMixin, OptionalMFAMethodRefMixin = ref_mixins(MFAMethod)

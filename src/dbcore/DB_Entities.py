@@ -70,7 +70,9 @@ class Room(Base, BaseMixin, UpdateMixin, OptionalWorldRefMixin):
 
     name: Mapped[str] = mapped_column(sa.Unicode(200), default="", comment="Name of the room.")
     kind: Mapped[RoomKind] = mapped_column(SqlEnum(RoomKind), comment="What sort of room this is.")
-    source: Mapped[str] = mapped_column(sa.Unicode(100), default="", comment="Platform the room lives on (discord, api...).")
+    source: Mapped[str] = mapped_column(
+        sa.Unicode(100), default="", comment="Platform the room lives on (discord, api...)."
+    )
     channel_ref: Mapped[str | None] = mapped_column(sa.Unicode(255), comment="The room's id on its source platform.")
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict, comment="Platform-specific details (JSON).")
 
@@ -84,7 +86,9 @@ class Entity(Base, BaseMixin, UpdateMixin, AgentRefMixin):
     __tablename__ = "entities"
 
     names: Mapped[list[Any]] = mapped_column(default=list, comment="Names the entity goes by (JSON list of strings).")
-    meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict, comment="What is known about the entity (JSON).")
+    meta: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", default=dict, comment="What is known about the entity (JSON)."
+    )
 
 
 # Late binding as the patterns document shows: users.entity_id is declared in DB_Auth.
@@ -122,7 +126,9 @@ class Relationship(Base, BaseMixin, UpdateMixin, SourceEntityRefMixin, TargetEnt
     __table_args__ = (sa.UniqueConstraint("source_id", "target_id"),)
 
     tags: Mapped[list[Any]] = mapped_column(default=list, comment="Kinds of relationship (JSON list of strings).")
-    meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict, comment="Details of the relationship (JSON).")
+    meta: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", default=dict, comment="Details of the relationship (JSON)."
+    )
 
 
 RelationshipRefMixin, OptionalRelationshipRefMixin = ref_mixins(Relationship)

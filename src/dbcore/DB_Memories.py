@@ -7,6 +7,7 @@ an explicit operation (a migration and a re-embed), never a silent drop.
 
 from __future__ import annotations
 
+import uuid
 from enum import IntEnum
 from typing import Any
 
@@ -20,7 +21,7 @@ from dbcore.DB_Agents import AgentRefMixin, OptionalAgentRefMixin
 from dbcore.DB_Entities import EntityRefMixin, OptionalWorldRefMixin, RoomRefMixin
 from dbcore.Mixins import BaseMixin, ExpirableMixin, ParentMixin, UpdateMixin
 from dbcore.refs import ref_mixins
-from dbcore.types import SqlEnum, Vector
+from dbcore.types import PK_TYPE, SqlEnum, Vector
 
 __all__ = [
     "EMBEDDING_DIMS",
@@ -33,6 +34,9 @@ __all__ = [
     "OptionalMemoryEmbeddingRefMixin",
     "VectorSpace",
     "CacheEntry",
+    "EmbeddingVersion",
+    "VectorOutbox",
+    "OUTBOX_OPS",
     "CacheEntryRefMixin",
     "OptionalCacheEntryRefMixin",
 ]
@@ -49,7 +53,9 @@ class MemoryKind(IntEnum):
     CUSTOM = 5
 
 
-class Memory(Base, BaseMixin, UpdateMixin, ParentMixin, AgentRefMixin, EntityRefMixin, RoomRefMixin, OptionalWorldRefMixin):
+class Memory(
+    Base, BaseMixin, UpdateMixin, ParentMixin, AgentRefMixin, EntityRefMixin, RoomRefMixin, OptionalWorldRefMixin
+):
     """Something an agent remembers: a message, a document or one of its fragments."""
 
     __tablename__ = "memories"
@@ -61,7 +67,9 @@ class Memory(Base, BaseMixin, UpdateMixin, ParentMixin, AgentRefMixin, EntityRef
 
     kind: Mapped[MemoryKind] = mapped_column(SqlEnum(MemoryKind), index=True, comment="What sort of memory this is.")
     content: Mapped[dict[str, Any]] = mapped_column(comment="The memory itself: text, attachments, actions (JSON).")
-    meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict, comment="Scope, source, tags and other facts about the memory (JSON).")
+    meta: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", default=dict, comment="Scope, source, tags and other facts about the memory (JSON)."
+    )
     is_unique: Mapped[bool] = mapped_column(default=False, comment="True when no near-duplicate was stored before it.")
 
 
@@ -75,7 +83,9 @@ class MemoryEmbedding(Base, BaseMixin, MemoryRefMixin):
     __table_args__ = (sa.UniqueConstraint("memory_id"),)
 
     embedding: Mapped[np.ndarray] = mapped_column(Vector(EMBEDDING_DIMS), comment="The embedding (float32).")
-    model: Mapped[str] = mapped_column(sa.Unicode(200), default="", comment="Name of the model that made the embedding.")
+    model: Mapped[str] = mapped_column(
+        sa.Unicode(200), default="", comment="Name of the model that made the embedding."
+    )
 
 
 MemoryEmbeddingRefMixin, OptionalMemoryEmbeddingRefMixin = ref_mixins(MemoryEmbedding)
@@ -87,10 +97,47 @@ class VectorSpace(Base, BaseMixin, UpdateMixin):
     __tablename__ = "vector_spaces"
     __system__ = True
 
-    name: Mapped[str] = mapped_column(sa.Unicode(100), unique=True, comment="Name of the space (the collection or index).")
-    backend: Mapped[str] = mapped_column(sa.Unicode(40), comment="Where its vectors live: integrated, chroma or pinecone.")
+    name: Mapped[str] = mapped_column(
+        sa.Unicode(100), unique=True, comment="Name of the space (the collection or index)."
+    )
+    backend: Mapped[str] = mapped_column(
+        sa.Unicode(40), comment="Where its vectors live: integrated, chroma or pinecone."
+    )
     dims: Mapped[int] = mapped_column(comment="Number of values in every vector of the space.")
     metric: Mapped[str] = mapped_column(sa.Unicode(20), default="cosine", comment="Similarity metric of the space.")
+
+
+class EmbeddingVersion(Base, BaseMixin):
+    """A counter bumped in the same transaction as every write to an embedding table.
+
+    The integrated vector store reads it before each query: an unchanged counter
+    means its per-process matrix cache is still exact, a changed one reloads it.
+    """
+
+    __tablename__ = "embedding_versions"
+
+    name: Mapped[str] = mapped_column(sa.Unicode(100), unique=True, comment="Name of the counted table.")
+    version: Mapped[int] = mapped_column(sa.BigInteger, default=0, comment="Bumped by every write to the table.")
+
+
+#: What an outbox row asks the external vector store to do for its memory.
+OUTBOX_OPS = ("upsert", "delete")
+
+
+class VectorOutbox(Base, BaseMixin):
+    """Pending work for an external vector store: written with the memory, cleared once the store has it.
+
+    No foreign key: a delete marker outlives the memory it names.
+    """
+
+    __tablename__ = "vector_outbox"
+
+    memory_id: Mapped[uuid.UUID] = mapped_column(
+        PK_TYPE, index=True, comment="The memory whose vector must be written or removed."
+    )
+    op: Mapped[str] = mapped_column(
+        sa.Unicode(10), comment="upsert or delete (sync reads the rows' current state either way)."
+    )
 
 
 class CacheEntry(Base, BaseMixin, UpdateMixin, ExpirableMixin, OptionalAgentRefMixin):

@@ -47,7 +47,9 @@ def _ensure_vector_space(settings: Settings) -> str:
     with system_session(settings) as session:
         space = session.execute(sa.select(VectorSpace).where(VectorSpace.name == "memories")).scalar_one_or_none()
         if space is None:
-            session.add(VectorSpace(name="memories", backend=settings.vector_backend, dims=EMBEDDING_DIMS, metric="cosine"))
+            session.add(
+                VectorSpace(name="memories", backend=settings.vector_backend, dims=EMBEDDING_DIMS, metric="cosine")
+            )
             return f"recorded vector space 'memories': {EMBEDDING_DIMS} dims, cosine, {settings.vector_backend}"
         if space.dims != EMBEDDING_DIMS:
             raise DimensionMismatchError(
@@ -141,13 +143,19 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
     if not info.connected:
         return EXIT_UNREACHABLE
     _say(f"server version:  {info.server_version}")
-    _say(f"pool:            {info.pool_class} size={info.pool_size} checked_out={info.checked_out} overflow={info.overflow}")
+    _say(
+        f"pool:            {info.pool_class} size={info.pool_size} checked_out={info.checked_out} overflow={info.overflow}"
+    )
     if info.dialect == "postgresql":
-        _say(f"pgvector:        {'available' if has_pgvector(get_engine(settings).dialect) else 'not available (embeddings stored as bytea)'}")
+        _say(
+            f"pgvector:        {'available' if has_pgvector(get_engine(settings).dialect) else 'not available (embeddings stored as bytea)'}"
+        )
     _say(f"vector dims:     {EMBEDDING_DIMS} (DBCORE_VECTOR_DIMS), backend {settings.vector_backend}")
     pending = migrate.pending_revisions(settings)
     head = migrate.head_revision()
-    _say(f"migrations:      head {head}, current {migrate.current_revision(settings) or 'none'}, pending {len(pending)}")
+    _say(
+        f"migrations:      head {head}, current {migrate.current_revision(settings) or 'none'}, pending {len(pending)}"
+    )
     if pending:
         _say("unhealthy: migrations are pending; run `dbcore migrate`")
         return EXIT_FAILED

@@ -59,7 +59,9 @@ def _int_setting(env: Mapping[str, str], name: str, default: int, *, minimum: in
     try:
         value = int(raw.strip())
     except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not an integer; set it to a whole number such as {default}") from None
+        raise ConfigurationError(
+            f"{name}={raw!r} is not an integer; set it to a whole number such as {default}"
+        ) from None
     if value < minimum:
         raise ConfigurationError(f"{name}={value} is below the minimum {minimum}")
     return value
@@ -132,7 +134,9 @@ def parse_database_url(raw: str, *, source: str = "DATABASE_URL") -> URL:
     backend = _SCHEME_ALIASES.get(url.get_backend_name(), url.get_backend_name())
     if backend not in _DRIVERS:
         known = ", ".join(sorted(_DRIVERS))
-        raise ConfigurationError(f"{source}={shown!r} names the unsupported dialect {backend!r}; dbcore supports {known}")
+        raise ConfigurationError(
+            f"{source}={shown!r} names the unsupported dialect {backend!r}; dbcore supports {known}"
+        )
     default_driver, drivers = _DRIVERS[backend]
     driver = url.get_driver_name() if "+" in url.drivername else default_driver
     if driver not in drivers:
@@ -176,9 +180,7 @@ def _require_driver(module: str, extra: str, driver: str, source: str) -> None:
     except ImportError as exc:
         hint = f"pip install 'dbcore[{extra}]'" if extra else f"install the {module} module"
         native = f" (the driver loaded but its native library is missing: {exc})" if "lib" in str(exc) else ""
-        raise ConfigurationError(
-            f"{source} uses the {driver} driver, which is not installed{native}; {hint}"
-        ) from None
+        raise ConfigurationError(f"{source} uses the {driver} driver, which is not installed{native}; {hint}") from None
 
 
 def vector_dims_from_env(environ: Mapping[str, str] | None = None) -> int:
@@ -212,7 +214,9 @@ class Settings:
 
     def __post_init__(self) -> None:
         # Normalise and validate once, so an invalid Settings cannot exist.
-        object.__setattr__(self, "database_url", parse_database_url(self.database_url).render_as_string(hide_password=False))
+        object.__setattr__(
+            self, "database_url", parse_database_url(self.database_url).render_as_string(hide_password=False)
+        )
         if self.pool_size < 1:
             raise ConfigurationError(f"pool_size={self.pool_size} must be at least 1")
         if self.max_overflow < -1:

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine, ExceptionContext
 from sqlalchemy.pool import NullPool, StaticPool
 
 from dbcore.config import Settings
+from dbcore.embeddings import enable_outbox, install_embedding_hooks
 from dbcore.errors import DataError, DbcoreError, classify_dbapi_error
 
 __all__ = ["create_engine", "get_engine", "dispose_engines", "has_pgvector", "MARIADB_SQL_MODE"]
@@ -179,6 +180,9 @@ def create_engine(settings: Settings | None = None, **overrides: Any) -> Engine:
     elif dialect == "postgresql":
         _configure_postgresql(engine)
     _translate_errors(engine)
+    install_embedding_hooks(engine)
+    if settings.vector_backend != "integrated":
+        enable_outbox(engine)
     return engine
 
 

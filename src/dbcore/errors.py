@@ -268,9 +268,7 @@ def _classify(dialect: str, orig: BaseException) -> type[DatabaseError] | None:
     return None
 
 
-def classify_dbapi_error(
-    dialect: str, orig: BaseException, *, is_disconnect: bool = False
-) -> DatabaseError | None:
+def classify_dbapi_error(dialect: str, orig: BaseException, *, is_disconnect: bool = False) -> DatabaseError | None:
     """Return the dbcore error for a DBAPI exception, or None when it has no category.
 
     ``is_disconnect`` is SQLAlchemy's own verdict that the connection is gone;

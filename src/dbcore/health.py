@@ -60,7 +60,9 @@ def _server_version(connection: sa.Connection) -> str:
     if dialect in ("mysql", "mariadb"):
         return str(connection.exec_driver_sql("select version()").scalar_one())
     if dialect == "mssql":
-        return str(connection.exec_driver_sql("select cast(serverproperty('ProductVersion') as varchar(64))").scalar_one())
+        return str(
+            connection.exec_driver_sql("select cast(serverproperty('ProductVersion') as varchar(64))").scalar_one()
+        )
     info = connection.dialect.server_version_info
     return ".".join(map(str, info)) if info else "unknown"
 

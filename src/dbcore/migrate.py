@@ -18,6 +18,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from dbcore.config import Settings
+from dbcore.embeddings import HNSW_INDEX_NAME
 from dbcore.engine import create_engine
 
 __all__ = [
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 #: The pgvector HNSW index on memory_embeddings: made by the migrations where pgvector exists.
-HNSW_INDEX = "ix_memory_embeddings_embedding_hnsw"
+HNSW_INDEX = HNSW_INDEX_NAME
 
 
 def migrations_dir() -> Path:

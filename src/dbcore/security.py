@@ -106,7 +106,9 @@ def is_system_session(session: Session) -> bool:
 
 
 def _deny(session: Session, what: str) -> PermissionDenied:
-    reason = "the API key given is not a valid system key" if session.info.get(_API_KEY_INFO_KEY) else "no API key was given"
+    reason = (
+        "the API key given is not a valid system key" if session.info.get(_API_KEY_INFO_KEY) else "no API key was given"
+    )
     return PermissionDenied(
         f"{what} is a system table and may only be written by a session opened with the system API key "
         f"({reason}); use get_session(api_key=...)"

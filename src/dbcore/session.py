@@ -111,7 +111,9 @@ def _is_transient(exc: BaseException) -> bool:
 def _log_retry(state: RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome else None
     wait = state.next_action.sleep if state.next_action else 0.0
-    log.warning("transient %s (attempt %d); retrying the unit of work in %.2fs", type(exc).__name__, state.attempt_number, wait)
+    log.warning(
+        "transient %s (attempt %d); retrying the unit of work in %.2fs", type(exc).__name__, state.attempt_number, wait
+    )
 
 
 def run_in_transaction(
@@ -132,7 +134,8 @@ def run_in_transaction(
     """
     settings = settings or Settings.from_env()
     retrying = Retrying(
-        stop=stop_after_attempt(attempts or settings.retry_attempts) | stop_after_delay(max_seconds or settings.retry_max_seconds),
+        stop=stop_after_attempt(attempts or settings.retry_attempts)
+        | stop_after_delay(max_seconds or settings.retry_max_seconds),
         wait=wait_exponential(multiplier=0.1, max=5.0) + wait_random(0, 0.25),
         retry=retry_if_exception(_is_transient),
         before_sleep=_log_retry,

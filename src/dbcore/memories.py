@@ -1,0 +1,147 @@
+"""Writing memories with their embeddings in bulk, in one savepoint of the caller's session.
+
+:func:`add_memories` validates every memory and vector first and writes nothing
+when one is wrong; then it inserts the memories and their embeddings with two
+executemany statements. The embedding version counter is bumped in the same
+transaction, and outbox markers are written when an external vector store is
+configured (see :mod:`dbcore.embeddings`), so every backend sees the new rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from dbcore.DB_Memories import Memory, MemoryEmbedding, MemoryKind
+from dbcore.embeddings import outbox_enabled, record_outbox
+from dbcore.errors import DimensionMismatchError, ValidationError
+from dbcore.types import new_uuid, utcnow
+
+__all__ = ["add_memories", "delete_memories", "as_memory_kind"]
+
+_MEM: sa.Table = Memory.__table__  # type: ignore[assignment]
+_ME: sa.Table = MemoryEmbedding.__table__  # type: ignore[assignment]
+_REQUIRED = ("agent_id", "entity_id", "room_id", "kind")
+_OPTIONAL = ("id", "world_id", "parent_id", "content", "metadata", "created_at", "is_unique", "embedding")
+_CHUNK = 500
+
+
+def as_memory_kind(value: Any) -> MemoryKind:
+    """A MemoryKind from a member, its int value or its lowercase name."""
+    if isinstance(value, MemoryKind):
+        return value
+    if isinstance(value, str) and value.upper() in MemoryKind.__members__ and value == value.lower():
+        return MemoryKind[value.upper()]
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return MemoryKind(value)
+        except ValueError:
+            pass
+    names = ", ".join(k.name.lower() for k in MemoryKind)
+    raise ValidationError(f"kind={value!r} is not a memory kind; use one of {names}")
+
+
+def _check_embeddings(embeddings: Any, count: int, dims: int) -> np.ndarray:
+    try:
+        matrix = np.asarray(embeddings, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ValidationError("embeddings must be a matrix of numbers, one row per memory") from None
+    if matrix.ndim != 2 or matrix.shape[0] != count:
+        raise ValidationError(f"embeddings must have one row per memory ({count}), got shape {matrix.shape}")
+    if matrix.shape[1] != dims:
+        raise DimensionMismatchError(
+            f"memory_embeddings.embedding holds {dims} values but the embeddings have {matrix.shape[1]}; "
+            "re-embed with the right model or set DBCORE_VECTOR_DIMS"
+        )
+    bad = ~np.isfinite(matrix).all(axis=1) | ~matrix.any(axis=1)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise ValidationError(f"embedding of memory #{first} has NaN, infinite or only zero values")
+    return matrix
+
+
+def add_memories(
+    session: Session,
+    memories: Sequence[Mapping[str, Any]],
+    embeddings: Any = None,
+    *,
+    model: str = "",
+) -> list[uuid.UUID]:
+    """Insert ``memories`` (dicts of Memory fields) and, when given, one embedding each.
+
+    Each dict needs agent_id, entity_id, room_id and kind (a MemoryKind, its value or
+    lowercase name) and may have id, world_id, parent_id, content, metadata,
+    created_at, is_unique and embedding. ``embeddings`` (an n x dims array) is the
+    fast alternative to per-dict ``embedding`` keys. Returns the memory ids.
+    """
+    dims = int(_ME.c.embedding.type.dim)  # type: ignore[attr-defined]
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    vectors: list[Any] = []
+    for position, item in enumerate(memories):
+        if not isinstance(item, Mapping):
+            raise ValidationError(f"memory #{position} must be a dict, got {type(item).__name__}")
+        missing = [key for key in _REQUIRED if item.get(key) is None]
+        unknown = sorted(set(item) - set(_REQUIRED) - set(_OPTIONAL))
+        if missing or unknown:
+            problem = f"lacks {', '.join(missing)}" if missing else f"has unknown keys {', '.join(unknown)}"
+            raise ValidationError(f"memory #{position} {problem}")
+        row = {key: item.get(key) for key in ("agent_id", "entity_id", "room_id", "world_id", "parent_id")}
+        row.update(
+            id=item.get("id") or new_uuid(),
+            kind=as_memory_kind(item["kind"]),
+            content=item.get("content") or {},
+            metadata=item.get("metadata") or {},
+            is_unique=bool(item.get("is_unique", False)),
+            created_at=item.get("created_at") or now,
+            updated_at=now,
+        )
+        rows.append(row)
+        if "embedding" in item:
+            vectors.append(item["embedding"])
+    if vectors and embeddings is not None:
+        raise ValidationError("pass embeddings either as the embeddings argument or as 'embedding' keys, not both")
+    if vectors and len(vectors) != len(rows):
+        raise ValidationError("either every memory has an 'embedding' key or none does")
+    matrix = (
+        _check_embeddings(embeddings if embeddings is not None else vectors, len(rows), dims)
+        if (vectors or embeddings is not None)
+        else None
+    )
+    if not rows:
+        return []
+    ids = [row["id"] for row in rows]
+    with session.begin_nested():
+        connection = session.connection()
+        connection.execute(_MEM.insert(), rows)
+        if matrix is not None:
+            connection.execute(
+                _ME.insert(),
+                [
+                    {"id": new_uuid(), "memory_id": mid, "embedding": matrix[i], "model": model, "created_at": now}
+                    for i, mid in enumerate(ids)
+                ],
+            )
+            if outbox_enabled(connection):
+                record_outbox(connection, ids, "upsert")
+    return ids
+
+
+def delete_memories(session: Session, ids: Sequence[uuid.UUID]) -> int:
+    """Delete memories and their embeddings (outbox markers when an external store is configured)."""
+    memory_ids = list(dict.fromkeys(ids))
+    deleted = 0
+    with session.begin_nested():
+        connection = session.connection()
+        for start in range(0, len(memory_ids), _CHUNK):
+            part = memory_ids[start : start + _CHUNK]
+            connection.execute(_ME.delete().where(_ME.c.memory_id.in_(part)))
+            deleted += connection.execute(_MEM.delete().where(_MEM.c.id.in_(part))).rowcount
+        if outbox_enabled(connection):
+            record_outbox(connection, memory_ids, "delete")
+    return deleted

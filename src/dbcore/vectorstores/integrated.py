@@ -1,0 +1,614 @@
+"""The integrated vector store: memory embeddings searched inside the relational database.
+
+Records are the rows of ``memory_embeddings``; a record id is the memory's id and
+its metadata is read from the ``memories`` row (agent_id, entity_id, room_id,
+world_id, kind as its lowercase name, created_at, and the keys of
+``memories.metadata``). Filters are translated to SQL over those columns, so they
+always see the current rows. Writing metadata goes through the Memory, not the
+store: :meth:`IntegratedVectorStore.upsert` takes ids and vectors only, for
+memories that exist. :meth:`delete` removes embeddings; the memories stay.
+
+Two search paths, chosen per engine:
+
+- **pgvector** (PostgreSQL with the extension): ``ORDER BY embedding <=> :q LIMIT k``
+  on the HNSW cosine index the migrations create (halfvec above 2,000 dimensions).
+  ``hnsw.ef_search`` is raised to cover ``k`` and filtered queries turn on
+  pgvector 0.8's iterative index scans (``hnsw.iterative_scan = strict_order``).
+  When a filtered query still returns fewer than ``k`` rows, the query is run
+  again as an exact scan over the matching rows, so a filtered top-k returns k
+  rows whenever k rows match.
+- **numpy** (SQLite, MariaDB, SQL Server, PostgreSQL without pgvector): exact
+  cosine search over the float32 bytes. The matrix is cached per process and per
+  database; every query first reads ``embedding_versions`` (bumped in the same
+  transaction as every embedding write, see :mod:`dbcore.embeddings`) and
+  reloads the matrix when it changed. Filters run in SQL and select the rows of
+  the matrix to score. Results equal an exact numpy search over the rows.
+
+Declared metadata keys are read from the JSON column with a type check per
+dialect: a number condition matches JSON numbers only, a string condition JSON
+strings only, a bool condition JSON booleans only (the reference semantics of
+:meth:`Filter.matches`). List-valued metadata is not searched element by element.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from dbcore.DB_Memories import Memory, MemoryEmbedding, MemoryKind
+from dbcore.embeddings import embedding_version, install_embedding_hooks
+from dbcore.engine import has_pgvector
+from dbcore.errors import DataError, DimensionMismatchError, ValidationError
+from dbcore.types import new_uuid, utcnow
+from dbcore.vectorstores.base import Match, PreparedRecord, Record, StoreHealth, VectorStore, chunked
+from dbcore.vectorstores.filters import (
+    DATETIME_FIELDS,
+    UUID_FIELDS,
+    And,
+    Condition,
+    Filter,
+    Or,
+    UnsupportedFilter,
+    is_number,
+)
+
+if TYPE_CHECKING:
+    from dbcore.config import Settings
+
+__all__ = ["IntegratedVectorStore", "create_store", "memory_metadata", "clear_matrix_cache"]
+
+_ME: sa.Table = MemoryEmbedding.__table__  # type: ignore[assignment]
+_MEM: sa.Table = Memory.__table__  # type: ignore[assignment]
+_KINDS = {kind.name.lower(): kind for kind in MemoryKind}
+_KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
+_IN_CHUNK = 500
+_LOAD_BATCH = 10_000
+_EF_SEARCH_MAX = 1000
+
+
+def memory_metadata(
+    agent_id: Any, entity_id: Any, room_id: Any, world_id: Any, kind: Any, created_at: Any, meta: Any
+) -> dict[str, Any]:
+    """The metadata a memory carries in every vector store (memory fields win over same-named meta keys)."""
+    out: dict[str, Any] = dict(meta) if isinstance(meta, dict) else {}
+    fields = {"agent_id": agent_id, "entity_id": entity_id, "room_id": room_id, "world_id": world_id}
+    for key, value in fields.items():
+        out.pop(key, None)
+        if value is not None:
+            out[key] = value
+    out["kind"] = MemoryKind(kind).name.lower()
+    out["created_at"] = created_at if created_at.tzinfo else created_at.replace(tzinfo=timezone.utc)
+    return out
+
+
+_META_COLUMNS = (
+    _MEM.c.agent_id,
+    _MEM.c.entity_id,
+    _MEM.c.room_id,
+    _MEM.c.world_id,
+    _MEM.c.kind,
+    _MEM.c.created_at,
+    _MEM.c.metadata,
+)
+
+
+def _row_metadata(row: Sequence[Any]) -> dict[str, Any]:
+    return memory_metadata(*row)
+
+
+# --- filter -> SQL --------------------------------------------------------------------
+
+
+def _value_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if is_number(value):
+        return "number"
+    return "str"
+
+
+class _JsonPaths:
+    """Typed reads of one key of ``memories.metadata`` for a dialect: NULL when the type differs."""
+
+    def __init__(self, dialect: str) -> None:
+        self.dialect = dialect
+        self.column = _MEM.c.metadata
+
+    def typed(self, key: str, kind: str) -> sa.ColumnElement[Any]:
+        col = self.column
+        if self.dialect == "sqlite":
+            path = sa.bindparam(None, f'$."{key}"', type_=sa.String)
+            jtype = sa.func.json_type(col, path)
+            if kind == "bool":
+                return sa.case((jtype.in_(["true", "false"]), jtype))
+            wanted = ["integer", "real"] if kind == "number" else ["text"]
+            return sa.case((jtype.in_(wanted), sa.func.json_extract(col, path)))
+        if self.dialect == "postgresql":
+            name = sa.bindparam(None, key, type_=sa.String)
+            node = col.op("->")(name)
+            text = col.op("->>", return_type=sa.Text)(name)
+            jtype = sa.func.json_typeof(node)
+            if kind == "number":
+                return sa.case((jtype == "number", sa.cast(text, sa.Float)))
+            return sa.case((jtype == ("boolean" if kind == "bool" else "string"), text))
+        if self.dialect in ("mysql", "mariadb"):
+            path = sa.bindparam(None, f'$."{key}"', type_=sa.String)
+            raw = sa.func.json_extract(col, path)
+            jtype = sa.func.json_type(raw)
+            text = sa.func.json_unquote(raw)
+            if kind == "number":
+                return sa.case((jtype.in_(["INTEGER", "DOUBLE", "DECIMAL"]), text.op("+")(0.0)))
+            if kind == "bool":
+                return sa.case((jtype == "BOOLEAN", text))
+            return sa.case((jtype == "STRING", text.collate("utf8mb4_bin")))
+        if self.dialect == "mssql":
+            # OPENJSON reports the type: 1 string, 2 number, 3 boolean.
+            oj = sa.func.openjson(col).table_valued("key", "value", "type").alias("oj")
+            type_code = {"str": 1, "number": 2, "bool": 3}[kind]
+            value: Any = oj.c.value
+            if kind == "number":
+                value = sa.func.try_cast(oj.c.value, sa.Float)  # pragma: no cover - compile-only here
+            elif kind == "str":
+                value = oj.c.value.collate("Latin1_General_100_BIN2")
+            return (
+                sa.select(value)
+                .where(oj.c.key == sa.bindparam(None, key, type_=sa.String), oj.c.type == type_code)
+                .scalar_subquery()
+            )
+        raise UnsupportedFilter(f"the integrated store cannot filter metadata on the {self.dialect} dialect")
+
+    @staticmethod
+    def literal(value: Any) -> Any:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return value
+
+
+def _negate(expr: sa.ColumnElement[bool], nullable: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    return sa.or_(nullable.is_(None), sa.not_(expr))
+
+
+class _FilterCompiler:
+    def __init__(self, dialect: str, metadata_keys: frozenset[str]) -> None:
+        self._json = _JsonPaths(dialect)
+        self._keys = metadata_keys
+
+    def compile(self, node: Filter) -> sa.ColumnElement[bool]:
+        if isinstance(node, And):
+            return sa.and_(*(self.compile(c) for c in node.children))
+        if isinstance(node, Or):
+            return sa.or_(*(self.compile(c) for c in node.children))
+        if isinstance(node, Condition):
+            return self._condition(node)
+        raise UnsupportedFilter(f"the integrated store cannot express filter node {type(node).__name__}")
+
+    def _condition(self, cond: Condition) -> sa.ColumnElement[bool]:
+        values = list(cond.value) if cond.op in ("in", "nin") else [cond.value]
+        if cond.op in ("gt", "gte", "lt", "lte") and not is_number(cond.value):
+            raise UnsupportedFilter(
+                f"the integrated store compares ${cond.op} on numbers only; "
+                f"{cond.field!r} was given {type(cond.value).__name__} {cond.value!r}"
+            )
+        if cond.field in UUID_FIELDS:
+            return self._column(cond, _MEM.c[cond.field], [uuid.UUID(v) for v in values if isinstance(v, str)])
+        if cond.field == "kind":
+            return self._column(cond, _MEM.c.kind, [_KINDS[v] for v in values if isinstance(v, str) and v in _KINDS])
+        if cond.field in DATETIME_FIELDS:
+            stamps = [datetime.fromtimestamp(v, tz=timezone.utc) for v in values if is_number(v)]
+            return self._column(cond, _MEM.c.created_at, stamps)
+        return self._metadata(cond, values)
+
+    @staticmethod
+    def _column(cond: Condition, column: sa.ColumnElement[Any], usable: list[Any]) -> sa.ColumnElement[bool]:
+        """A condition on a real column; ``usable`` are the operands of the column's type (others never equal)."""
+        op = cond.op
+        if op in ("gt", "gte", "lt", "lte"):
+            if not usable:
+                return sa.false()
+            bound = usable[0]
+            return {"gt": column > bound, "gte": column >= bound, "lt": column < bound, "lte": column <= bound}[op]
+        matched = sa.false() if not usable else (column == usable[0] if len(usable) == 1 else column.in_(usable))
+        if op in ("eq", "in"):
+            return matched
+        return sa.true() if not usable else _negate(matched, column)
+
+    def _metadata(self, cond: Condition, values: list[Any]) -> sa.ColumnElement[bool]:
+        if cond.field not in self._keys:
+            raise ValidationError(f"{cond.field!r} is not a declared metadata key of this store")
+        groups: dict[str, list[Any]] = {}
+        for value in values:
+            groups.setdefault(_value_kind(value), []).append(self._json.literal(value))
+        if cond.op in ("gt", "gte", "lt", "lte"):
+            typed = self._json.typed(cond.field, "number")
+            bound = values[0]
+            return {"gt": typed > bound, "gte": typed >= bound, "lt": typed < bound, "lte": typed <= bound}[cond.op]
+        parts = []
+        for kind, literals in groups.items():
+            typed = self._json.typed(cond.field, kind)
+            matched = typed == literals[0] if len(literals) == 1 else typed.in_(literals)
+            parts.append(matched if cond.op in ("eq", "in") else _negate(matched, typed))
+        return sa.or_(*parts) if cond.op in ("eq", "in") else sa.and_(*parts)
+
+
+# --- the per-process matrix cache ------------------------------------------------------
+
+
+@dataclass
+class _Matrix:
+    version: int
+    raw_ids: list[Any]
+    vectors: np.ndarray  # unit-normalised float32 rows
+    index: dict[Any, int] | None = None
+
+    def positions(self, raw_ids: Iterable[Any]) -> np.ndarray:
+        if self.index is None:
+            self.index = {raw: i for i, raw in enumerate(self.raw_ids)}
+        found = [self.index[r] for r in raw_ids if r in self.index]
+        return np.fromiter(found, dtype=np.int64, count=len(found))
+
+
+_cache: dict[tuple[str, int], _Matrix] = {}
+_cache_lock = threading.Lock()
+
+
+def clear_matrix_cache() -> None:
+    """Forget every cached matrix of this process (the next query reloads)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def _raw(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """The column without its type's result processing (raw driver values, for speed)."""
+    return sa.type_coerce(column, sa.types.NullType())
+
+
+# --- the store -------------------------------------------------------------------------
+
+
+class IntegratedVectorStore(VectorStore):
+    """Memory embeddings in the relational database, searched with pgvector or numpy.
+
+    ``search`` is ``"auto"`` (pgvector when the server has it), ``"pgvector"`` or
+    ``"numpy"``. ``ef_search`` fixes pgvector's ``hnsw.ef_search`` (default: enough
+    for ``k``, at least 40, at most 1,000). ``cache=False`` reloads the matrix on
+    every numpy query.
+    """
+
+    backend_name = "integrated"
+
+    def __init__(
+        self,
+        engine: Engine,
+        dims: int | None = None,
+        *,
+        metadata_keys: Iterable[str] = (),
+        search: str = "auto",
+        ef_search: int | None = None,
+        cache: bool = True,
+        model: str = "",
+    ) -> None:
+        column_dims = int(_ME.c.embedding.type.dim)  # type: ignore[attr-defined]
+        dims = column_dims if dims is None else dims
+        if dims != column_dims:
+            raise DimensionMismatchError(
+                f"the store was asked for {dims}-dimensional vectors but memory_embeddings.embedding holds "
+                f"{column_dims} (DBCORE_VECTOR_DIMS when dbcore was imported); re-embed and migrate to change it"
+            )
+        keys = tuple(metadata_keys)
+        for key in keys:
+            if not isinstance(key, str) or not _KEY_PATTERN.match(key):
+                raise ValidationError(f"metadata key {key!r} must be letters, digits, _ or - (at most 64)")
+        super().__init__(dims, metadata_keys=keys)
+        if search not in ("auto", "pgvector", "numpy"):
+            raise ValidationError(f"search={search!r} must be 'auto', 'pgvector' or 'numpy'")
+        if ef_search is not None and (not isinstance(ef_search, int) or not 1 <= ef_search <= _EF_SEARCH_MAX):
+            raise ValidationError(f"ef_search={ef_search!r} must be an integer from 1 to {_EF_SEARCH_MAX}")
+        self._engine = engine
+        self._search = search
+        self._ef_search = ef_search
+        self._cache = cache
+        self._model = model
+        self._metadata_keys = frozenset(keys)
+        self._cache_key = (engine.url.render_as_string(hide_password=True), dims)
+        install_embedding_hooks(engine)
+
+    def __repr__(self) -> str:
+        return f"IntegratedVectorStore({self._engine.url.render_as_string(hide_password=True)!r}, dims={self.dims})"
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def search_path(self) -> str:
+        """``"pgvector"`` or ``"numpy"``: how this store searches on its engine."""
+        if self._search != "auto":
+            if self._search == "pgvector" and not self._pgvector_available():
+                raise ValidationError("search='pgvector' needs PostgreSQL with the vector extension")
+            return self._search
+        return "pgvector" if self._pgvector_available() else "numpy"
+
+    def _pgvector_available(self) -> bool:
+        if self._engine.dialect.name != "postgresql":
+            return False
+        with self._engine.connect():  # the first connection tells whether the extension exists
+            pass
+        return has_pgvector(self._engine.dialect)
+
+    def _compile(self, flt: Filter) -> sa.ColumnElement[bool]:
+        return _FilterCompiler(self._engine.dialect.name, self._metadata_keys).compile(flt)
+
+    # --- writes ------------------------------------------------------------------------
+
+    def _check_batch(self, batch: Sequence[PreparedRecord]) -> None:
+        for record in batch:
+            if record.metadata:
+                raise ValidationError(
+                    f"record {record.id!r}: the integrated store reads metadata from the memory row; "
+                    "write metadata on the Memory and pass only ids and vectors"
+                )
+            try:
+                uuid.UUID(record.id)
+            except ValueError:
+                raise ValidationError(
+                    f"record id {record.id!r} is not a memory id; the integrated store holds memory embeddings"
+                ) from None
+
+    def _upsert(self, batch: Sequence[PreparedRecord]) -> None:
+        ids = [uuid.UUID(r.id) for r in batch]
+        with self._engine.begin() as conn:
+            existing_memories: set[uuid.UUID] = set()
+            existing_embeddings: set[uuid.UUID] = set()
+            for part in chunked(ids, _IN_CHUNK):
+                existing_memories.update(conn.execute(sa.select(_MEM.c.id).where(_MEM.c.id.in_(part))).scalars())
+                existing_embeddings.update(
+                    conn.execute(sa.select(_ME.c.memory_id).where(_ME.c.memory_id.in_(part))).scalars()
+                )
+            missing = [str(i) for i in ids if i not in existing_memories]
+            if missing:
+                shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+                raise ValidationError(f"no memory with id {shown}; create the memories before their embeddings")
+            now = utcnow()
+            inserts = [
+                {"id": new_uuid(), "memory_id": mid, "embedding": r.vector, "model": self._model, "created_at": now}
+                for mid, r in zip(ids, batch, strict=True)
+                if mid not in existing_embeddings
+            ]
+            updates = [
+                {"b_memory_id": mid, "embedding": r.vector}
+                for mid, r in zip(ids, batch, strict=True)
+                if mid in existing_embeddings
+            ]
+            if inserts:
+                conn.execute(_ME.insert(), inserts)
+            if updates:
+                conn.execute(
+                    _ME.update()
+                    .where(_ME.c.memory_id == sa.bindparam("b_memory_id"))
+                    .values(embedding=sa.bindparam("embedding")),
+                    updates,
+                )
+
+    def _delete_ids(self, ids: Sequence[str]) -> None:
+        memory_ids = []
+        for raw in ids:
+            try:
+                memory_ids.append(uuid.UUID(raw))
+            except ValueError:
+                continue  # never stored: not an error, like every other backend
+        if not memory_ids:
+            return
+        with self._engine.begin() as conn:
+            for part in chunked(memory_ids, _IN_CHUNK):
+                conn.execute(_ME.delete().where(_ME.c.memory_id.in_(part)))
+
+    def _delete_filter(self, filter: Filter) -> None:  # noqa: A002
+        condition = self._compile(filter)
+        with self._engine.begin() as conn:
+            doomed = list(conn.execute(sa.select(_MEM.c.id).where(condition)).scalars())
+            for part in chunked(doomed, _IN_CHUNK):
+                conn.execute(_ME.delete().where(_ME.c.memory_id.in_(part)))
+
+    # --- reads -------------------------------------------------------------------------
+
+    def _get(self, ids: Sequence[str]) -> Iterable[Record]:
+        memory_ids = []
+        for raw in ids:
+            try:
+                memory_ids.append(uuid.UUID(raw))
+            except ValueError:
+                continue
+        records = []
+        with self._engine.connect() as conn:
+            for part in chunked(memory_ids, _IN_CHUNK):
+                query = (
+                    sa.select(_ME.c.memory_id, _ME.c.embedding, *_META_COLUMNS)
+                    .join(_MEM, _MEM.c.id == _ME.c.memory_id)
+                    .where(_ME.c.memory_id.in_(part))
+                )
+                for row in conn.execute(query):
+                    records.append(Record(str(row[0]), np.asarray(row[1], dtype=np.float32), _row_metadata(row[2:])))
+        return records
+
+    def _count(self) -> int:
+        with self._engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(_ME)).scalar_one())
+
+    def ids(self) -> Iterator[str]:
+        """Every record id (memory id) in the store."""
+        with self._engine.connect() as conn:
+            for memory_id in conn.execute(sa.select(_ME.c.memory_id)).scalars():
+                yield str(memory_id)
+
+    def _health(self) -> StoreHealth:
+        path = self.search_path
+        detail: dict[str, Any] = {"search": path, "dialect": self._engine.dialect.name}
+        if path == "numpy":
+            cached = _cache.get(self._cache_key)
+            detail["cached_rows"] = len(cached.raw_ids) if cached else 0
+        return StoreHealth(self.backend_name, ok=True, dims=self.dims, count=self._count(), detail=detail)
+
+    def _query(
+        self,
+        vector: np.ndarray,
+        k: int,
+        filter: Filter | None,  # noqa: A002
+        min_score: float | None,
+        include_metadata: bool,
+    ) -> Iterable[Match]:
+        condition = self._compile(filter) if filter is not None else None
+        if self.search_path == "pgvector":
+            return self._query_pgvector(vector, k, condition, min_score, include_metadata)
+        return self._query_numpy(vector, k, condition, min_score, include_metadata)
+
+    # --- pgvector ----------------------------------------------------------------------
+
+    def _distance(self, vector: np.ndarray) -> sa.ColumnElement[float]:
+        if self.dims <= 2000:
+            return _ME.c.embedding.cosine_distance(vector)  # type: ignore[attr-defined,no-any-return]
+        from pgvector.sqlalchemy import HALFVEC
+
+        halfvec = HALFVEC(self.dims)
+        return sa.cast(_ME.c.embedding, halfvec).op("<=>", return_type=sa.Float)(
+            sa.cast(sa.bindparam(None, vector.tolist(), type_=sa.ARRAY(sa.Float)), halfvec)
+        )
+
+    def _query_pgvector(
+        self,
+        vector: np.ndarray,
+        k: int,
+        condition: sa.ColumnElement[bool] | None,
+        min_score: float | None,
+        include_metadata: bool,
+    ) -> list[Match]:
+        raw_distance = self._distance(vector)
+        distance = raw_distance.label("distance")
+        columns: list[Any] = [_ME.c.memory_id, distance]
+        if include_metadata:
+            columns.extend(_META_COLUMNS)
+        query = sa.select(*columns)
+        if include_metadata or condition is not None:
+            query = query.join(_MEM, _MEM.c.id == _ME.c.memory_id)
+        if condition is not None:
+            query = query.where(condition)
+        if min_score is not None:
+            query = query.where(raw_distance <= 1.0 - min_score)
+        ef_search = self._ef_search or min(_EF_SEARCH_MAX, max(40, k))
+        with self._engine.connect() as conn, conn.begin():
+            conn.execute(sa.select(sa.func.set_config("hnsw.ef_search", str(ef_search), True)))
+            if condition is not None or min_score is not None:
+                conn.execute(sa.select(sa.func.set_config("hnsw.iterative_scan", "strict_order", True)))
+            rows = conn.execute(query.order_by(distance).limit(k)).all()
+            if len(rows) < k and (condition is not None or min_score is not None or ef_search < k):
+                # The index ran out before k rows matched; an exact scan answers (the +0 defeats the index).
+                rows = conn.execute(query.order_by(raw_distance + 0.0).limit(k)).all()
+        return [
+            Match(str(row[0]), 1.0 - float(row[1]), _row_metadata(row[2:]) if include_metadata else None)
+            for row in rows
+        ]
+
+    # --- numpy -------------------------------------------------------------------------
+
+    def _matrix(self, conn: Connection) -> _Matrix:
+        version = embedding_version(conn)
+        with _cache_lock:
+            cached = _cache.get(self._cache_key)
+        if cached is not None and cached.version == version and self._cache:
+            return cached
+        matrix = self._load(conn, version)
+        if self._cache:
+            with _cache_lock:
+                _cache[self._cache_key] = matrix
+        return matrix
+
+    def _load(self, conn: Connection, version: int) -> _Matrix:
+        expected = int(conn.execute(sa.select(sa.func.count()).select_from(_ME)).scalar_one())
+        vectors = np.empty((max(expected, 1), self.dims), dtype=np.float32)
+        raw_ids: list[Any] = []
+        width = 4 * self.dims
+        result = conn.execution_options(stream_results=True, yield_per=_LOAD_BATCH).execute(
+            sa.select(_raw(_ME.c.memory_id), _raw(_ME.c.embedding))
+        )
+        for rows in result.partitions(_LOAD_BATCH):
+            start = len(raw_ids)
+            if start + len(rows) > vectors.shape[0]:
+                vectors = np.resize(vectors, (start + len(rows), self.dims))
+            for offset, (raw_id, blob) in enumerate(rows):
+                if blob is None or len(blob) != width:
+                    raise DataError(
+                        f"memory_embeddings row of memory {raw_id!r} holds {0 if blob is None else len(blob)} bytes, "
+                        f"not {width} ({self.dims} float32 values)"
+                    )
+                vectors[start + offset] = np.frombuffer(blob, dtype="<f4")
+                raw_ids.append(raw_id)
+        vectors = vectors[: len(raw_ids)]
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        vectors /= norms
+        return _Matrix(version=version, raw_ids=raw_ids, vectors=vectors)
+
+    def _query_numpy(
+        self,
+        vector: np.ndarray,
+        k: int,
+        condition: sa.ColumnElement[bool] | None,
+        min_score: float | None,
+        include_metadata: bool,
+    ) -> list[Match]:
+        query_unit = (vector / np.linalg.norm(vector)).astype(np.float32)
+        with self._engine.connect() as conn, conn.begin():
+            matrix = self._matrix(conn)
+            if condition is not None:
+                allowed = conn.execute(
+                    sa.select(_raw(_ME.c.memory_id)).join(_MEM, _MEM.c.id == _ME.c.memory_id).where(condition)
+                ).scalars()
+                rows = matrix.positions(allowed)
+                scores = matrix.vectors[rows] @ query_unit
+            else:
+                rows = None
+                scores = matrix.vectors @ query_unit
+            picked = _top(scores, k, min_score)
+            positions = picked if rows is None else rows[picked]
+            chosen = [matrix.raw_ids[p] for p in positions]
+            metadata = self._metadata_for(conn, chosen) if include_metadata and chosen else {}
+        to_uuid = _ME.c.memory_id.type._cached_result_processor(self._engine.dialect, None)  # type: ignore[attr-defined]
+        matches = []
+        for raw_id, score in zip(chosen, scores[picked].tolist(), strict=True):
+            memory_id = str(to_uuid(raw_id) if to_uuid else raw_id)
+            matches.append(Match(memory_id, float(score), metadata.get(raw_id) if include_metadata else None))
+        return matches
+
+    def _metadata_for(self, conn: Connection, raw_ids: list[Any]) -> dict[Any, dict[str, Any]]:
+        found: dict[Any, dict[str, Any]] = {}
+        for part in chunked(raw_ids, _IN_CHUNK):
+            query = sa.select(_raw(_MEM.c.id), *_META_COLUMNS).where(_raw(_MEM.c.id).in_(part))
+            for row in conn.execute(query):
+                found[row[0]] = _row_metadata(row[1:])
+        return found
+
+
+def _top(scores: np.ndarray, k: int, min_score: float | None) -> np.ndarray:
+    """Indices of the best ``k`` scores, keeping every tie of the k-th (the caller sorts and cuts)."""
+    candidates = np.arange(scores.shape[0])
+    if min_score is not None:
+        candidates = np.flatnonzero(scores >= min_score)
+    if candidates.size > k:
+        kth = np.partition(scores[candidates], candidates.size - k)[candidates.size - k]
+        candidates = candidates[scores[candidates] >= kth]
+    return candidates
+
+
+def create_store(settings: Settings, **kwargs: Any) -> IntegratedVectorStore:
+    """Build the integrated store on the engine of ``settings`` (``kwargs`` go to the store)."""
+    from dbcore.engine import get_engine
+
+    return IntegratedVectorStore(get_engine(settings), settings.vector_dims, **kwargs)
