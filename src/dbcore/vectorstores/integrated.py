@@ -143,13 +143,13 @@ class _JsonPaths:
         if self.dialect in ("mysql", "mariadb"):
             path = sa.bindparam(None, f'$."{key}"', type_=sa.String)
             raw = sa.func.json_extract(col, path)
-            jtype = sa.func.json_type(raw)
-            text = sa.func.json_unquote(raw)
+            mtype = sa.func.json_type(raw)
+            unquoted = sa.func.json_unquote(raw)
             if kind == "number":
-                return sa.case((jtype.in_(["INTEGER", "DOUBLE", "DECIMAL"]), text.op("+")(0.0)))
+                return sa.case((mtype.in_(["INTEGER", "DOUBLE", "DECIMAL"]), unquoted.op("+")(0.0)))
             if kind == "bool":
-                return sa.case((jtype == "BOOLEAN", text))
-            return sa.case((jtype == "STRING", text.collate("utf8mb4_bin")))
+                return sa.case((mtype == "BOOLEAN", unquoted))
+            return sa.case((mtype == "STRING", unquoted.collate("utf8mb4_bin")))
         if self.dialect == "mssql":
             # OPENJSON reports the type: 1 string, 2 number, 3 boolean.
             oj = sa.func.openjson(col).table_valued("key", "value", "type").alias("oj")
