@@ -2,9 +2,16 @@
 
 ``STORE_FACTORIES`` maps a backend name to a function building an empty store; the
 ``store`` fixture is parametrized over its keys. To run the suite on another backend,
-add an entry (e.g. ``"integrated-sqlite"``) and a name to ``BACKENDS``.
+add an entry and a name to ``BACKENDS``.
 Expected results come from an exact numpy cosine top-k over the same data and the
 pure-Python filter evaluator.
+
+The integrated backend runs on every live dialect (``integrated-<dialect>``). Its
+records are memory embeddings: the suite's data set is written as memories (the
+metadata becomes memory columns and ``memories.metadata``) whose ids are the
+record ids, then the vectors are upserted. Every query test is the same for
+every backend; the few write tests whose contract differs (the integrated store
+takes no metadata and only ids of existing memories) say so.
 """
 
 from __future__ import annotations
@@ -13,15 +20,24 @@ import itertools
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session
 
+import dbcore
+from dbcore import migrate
 from dbcore.config import Settings
+from dbcore.DB_Memories import EMBEDDING_DIMS, Memory, MemoryEmbedding
 from dbcore.errors import ConfigurationError, DimensionMismatchError, ValidationError
+from dbcore.memories import as_memory_kind
+from dbcore.testing import TestServers, isolated_database
 from dbcore.vectorstores import (
     And,
     F,
@@ -34,14 +50,16 @@ from dbcore.vectorstores import (
     register_vector_store,
     unregister_vector_store,
 )
+from tests.conftest import LIVE_DIALECTS, server_url
 from tests.pinecone_local import PineconeLocal, running_index
 
-DIMS = 16
+DIMS = EMBEDDING_DIMS  # the integrated store holds memory_embeddings.embedding vectors
 N = 300
 METADATA_KEYS = ("priority", "lang", "pinned")
 ROOMS = [uuid.UUID(int=0xA0 + i) for i in range(3)]
 AGENTS = [uuid.UUID(f"00000000-0000-4000-8000-0000000000b{i}") for i in range(2)]
-KINDS = ["message", "fact", "goal"]
+ENTITIES = [uuid.UUID(f"00000000-0000-4000-8000-0000000000e{i}") for i in range(2)]
+KINDS = ["message", "document", "fragment"]
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
 
 
@@ -56,6 +74,7 @@ def _dataset() -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
         meta: dict[str, Any] = {
             "room_id": ROOMS[i % 3],
             "agent_id": AGENTS[i % 2],
+            "entity_id": ENTITIES[i % 2],
             "kind": KINDS[(i // 3) % 3],
             "created_at": T0 + timedelta(minutes=i),
             "priority": i % 10,
@@ -106,11 +125,92 @@ def _pinecone_store(request: pytest.FixtureRequest, tmp_path: Path) -> VectorSto
     return PineconeVectorStore(index, DIMS, namespace=f"test-{next(_namespaces)}", metadata_keys=METADATA_KEYS)
 
 
+def _integrated_store(dialect: str) -> StoreFactory:
+    def factory(request: pytest.FixtureRequest, tmp_path: Path) -> VectorStore:
+        from dbcore.vectorstores.integrated import IntegratedVectorStore, clear_matrix_cache
+
+        engine = request.getfixturevalue("integrated_engines")(dialect)
+        with engine.begin() as conn:  # a clean slate: no memories, no embeddings
+            if dialect.startswith("postgresql"):
+                conn.exec_driver_sql("TRUNCATE memory_embeddings, memories")  # and a fresh HNSW graph
+            else:
+                conn.execute(MemoryEmbedding.__table__.delete())
+                conn.execute(Memory.__table__.delete())
+        clear_matrix_cache()
+        # ef_search covers the whole data set, so pgvector's HNSW answers exactly here.
+        return IntegratedVectorStore(engine, DIMS, metadata_keys=METADATA_KEYS, ef_search=1000)
+
+    return factory
+
+
+@pytest.fixture(scope="module")
+def integrated_engines(servers: TestServers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Engine]]:
+    """One migrated database per dialect, with the agents, entities and rooms the data set names."""
+    made: dict[str, Engine] = {}
+    stack = ExitStack()
+
+    def get(dialect: str) -> Engine:
+        if dialect not in made:
+            if dialect == "sqlite":
+                url = make_url(f"sqlite:///{tmp_path_factory.mktemp('integrated') / 'store.sqlite3'}")
+            else:
+                url = stack.enter_context(isolated_database(server_url(servers, dialect)))
+            settings = Settings(database_url=url.render_as_string(hide_password=False))
+            migrate.upgrade(settings, "head")
+            engine = dbcore.create_engine(settings)
+            stack.callback(engine.dispose)
+            _add_parents(engine)
+            made[dialect] = engine
+        return made[dialect]
+
+    with stack:
+        yield get
+
+
+def _add_parents(engine: Engine) -> None:
+    with Session(engine) as session:
+        for agent_id, entity_id in zip(AGENTS, ENTITIES, strict=True):
+            session.add(dbcore.Agent(id=agent_id, name=f"agent {agent_id}"))
+            session.flush()
+            session.add(dbcore.Entity(id=entity_id, agent_id=agent_id))
+        session.add_all(dbcore.Room(id=room_id, kind=dbcore.RoomKind(1)) for room_id in ROOMS)
+        session.commit()
+
+
+def _write_memories(engine: Engine, ids: dict[str, int]) -> None:
+    """Write memories (no embeddings) with the metadata of data-set rows: ``{memory id: row}``."""
+    rows = []
+    for memory_id, i in ids.items():
+        meta = dict(METADATA[i])
+        fields = {key: meta.pop(key) for key in ("agent_id", "entity_id", "room_id", "kind", "created_at")}
+        fields["kind"] = as_memory_kind(fields["kind"])
+        rows.append({"id": uuid.UUID(memory_id), **fields, "metadata": meta, "content": {"i": i}})
+    with Session(engine) as session:
+        session.execute(Memory.__table__.insert(), rows)
+        session.commit()
+
+
+def _load(store: VectorStore) -> None:
+    from dbcore.vectorstores.integrated import IntegratedVectorStore
+
+    if isinstance(store, IntegratedVectorStore):
+        _write_memories(store.engine, {memory_id: i for i, memory_id in enumerate(IDS)})
+        assert store.upsert(list(zip(IDS, VECTORS, strict=True))) == N
+    else:
+        records = [{"id": i, "vector": v, "metadata": m} for i, v, m in zip(IDS, VECTORS, METADATA, strict=True)]
+        assert store.upsert(records) == N
+
+
+INTEGRATED = [f"integrated-{name}" for name in LIVE_DIALECTS]
 STORE_FACTORIES: dict[str, StoreFactory] = {
     "chroma": _chroma_store,
     "pinecone": _pinecone_store,
+    **{f"integrated-{name}": _integrated_store(name) for name in LIVE_DIALECTS},
 }
-BACKENDS = ["chroma", "pinecone"]
+_BACKEND_MARKS = {f"integrated-{name}": getattr(pytest.mark, name.split("_")[0]) for name in LIVE_DIALECTS}
+BACKENDS = [
+    pytest.param(name, marks=_BACKEND_MARKS.get(name, ()), id=name) for name in ["chroma", "pinecone", *INTEGRATED]
+]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -122,8 +222,7 @@ def empty_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Vect
 
 @pytest.fixture
 def store(empty_store: VectorStore) -> VectorStore:
-    records = [{"id": i, "vector": v, "metadata": m} for i, v, m in zip(IDS, VECTORS, METADATA, strict=True)]
-    assert empty_store.upsert(records) == N
+    _load(empty_store)
     assert empty_store.count() == N
     return empty_store
 
@@ -159,22 +258,25 @@ FILTERS: dict[str, Any] = {
     "eq-uuid": F("room_id") == ROOMS[1],
     "eq-str-uuid": F("agent_id") == str(AGENTS[0]).upper(),
     "eq-bool": F("pinned") == True,  # noqa: E712 - builds a condition
-    "ne": F("kind") != "fact",
+    "ne": F("kind") != "document",
     "ne-missing-field": F("lang") != "en",
     "gt": F("priority") > 6,
     "gte-fractional": F("priority") >= 3.5,
     "gte-datetime": F("created_at") >= T0 + timedelta(minutes=200),
     "lt": F("priority") < 2,
     "lte-datetime": F("created_at") <= T0 + timedelta(minutes=50),
-    "in": F("kind").in_(["goal", "fact"]),
+    "in": F("kind").in_(["fragment", "document"]),
     "in-uuid": F("room_id").in_([ROOMS[0], ROOMS[2]]),
     "nin": F("priority").nin([0, 1, 2, 3]),
     "nin-missing-field": F("lang").nin(["fr"]),
     "and": (F("kind") == "message") & (F("priority") >= 5),
-    "or": Or(F("kind") == "goal", F("room_id") == ROOMS[0]),
+    "or": Or(F("kind") == "fragment", F("room_id") == ROOMS[0]),
     "and-or": And(Or(F("priority") < 3, F("priority") > 7), F("agent_id") == AGENTS[1], F("lang") == "en"),
-    "single-child-and": And(F("kind") == "fact"),
-    "dict-implicit-eq": {"kind": "fact", "room_id": str(ROOMS[2])},
+    "single-child-and": And(F("kind") == "document"),
+    "eq-unknown-kind": Or(F("kind") == "no-such-kind", F("priority") == 4),
+    "nin-unknown-kind": F("kind").nin(["no-such-kind", "message"]),
+    "world-ne-null-field": F("world_id") != uuid.UUID(int=1),
+    "dict-implicit-eq": {"kind": "document", "room_id": str(ROOMS[2])},
     "dict-ops": {"$or": [{"priority": {"$gte": 8}}, {"created_at": {"$lt": T0 + timedelta(minutes=10)}}]},
     "dict-range": {"priority": {"$gt": 2, "$lte": 4}},
 }
@@ -197,7 +299,8 @@ def test_query_with_filter(store: VectorStore, name: str) -> None:
 
 @pytest.mark.parametrize("min_score", [-1.0, 0.0, 0.3, 0.6, 0.99])
 def test_min_score(store: VectorStore, min_score: float) -> None:
-    q = VECTORS[5] + 0.3 * _query_vector(3).astype(np.float32)
+    noise = _query_vector(3)
+    q = VECTORS[5] + 0.4 * (noise / np.linalg.norm(noise)).astype(np.float32)
     got = store.query(q, k=50, min_score=min_score)
     assert_same(got, expected(q, 50, min_score=min_score))
     assert all(m.score >= min_score for m in got)
@@ -205,8 +308,8 @@ def test_min_score(store: VectorStore, min_score: float) -> None:
 
 def test_min_score_with_filter(store: VectorStore) -> None:
     q = _query_vector(11)
-    flt = F("kind") == "goal"
-    assert_same(store.query(q, k=20, filter=flt, min_score=0.1), expected(q, 20, flt, 0.1))
+    flt = F("kind") == "fragment"
+    assert_same(store.query(q, k=20, filter=flt, min_score=0.05), expected(q, 20, flt, 0.05))
 
 
 def test_k_larger_than_matches(store: VectorStore) -> None:
@@ -252,7 +355,7 @@ def test_delete_by_ids(store: VectorStore) -> None:
 
 
 def test_delete_by_filter(store: VectorStore) -> None:
-    flt = (F("kind") == "fact") | (F("priority") == 9)
+    flt = (F("kind") == "document") | (F("priority") == 9)
     doomed = {IDS[i] for i in range(N) if flt.matches(METADATA[i])}
     store.delete(filter=flt)
     assert store.count() == N - len(doomed)
@@ -267,21 +370,56 @@ def test_delete_needs_ids_or_filter(store: VectorStore) -> None:
     assert store.count() == N
 
 
-def test_upsert_overwrites(store: VectorStore) -> None:
+def _integrated(store: VectorStore) -> bool:
+    return store.backend_name == "integrated"
+
+
+def test_upsert_overwrites_the_vector(store: VectorStore) -> None:
     new_vector = -VECTORS[0]
-    store.upsert([(IDS[0], new_vector, {"kind": "goal", "priority": 99})])
+    store.upsert([(IDS[0], new_vector)])
     assert store.count() == N
     (record,) = store.get([IDS[0]])
     np.testing.assert_allclose(record.vector, new_vector, atol=1e-6)
-    assert record.metadata == {"kind": "goal", "priority": 99}
+    assert [m.id for m in store.query(new_vector, k=1)] == [IDS[0]]
+
+
+def test_upsert_overwrites_metadata(store: VectorStore) -> None:
+    """External stores replace a record's metadata; the integrated store refuses it (it lives on the Memory)."""
+    new_vector = -VECTORS[0]
+    if _integrated(store):
+        with pytest.raises(ValidationError, match="metadata from the memory row"):
+            store.upsert([(IDS[0], new_vector, {"kind": "fragment", "priority": 99})])
+        (record,) = store.get([IDS[0]])
+        np.testing.assert_allclose(record.vector, VECTORS[0], atol=1e-6)
+        assert record.metadata == METADATA[0]
+        return
+    store.upsert([(IDS[0], new_vector, {"kind": "fragment", "priority": 99})])
+    assert store.count() == N
+    (record,) = store.get([IDS[0]])
+    np.testing.assert_allclose(record.vector, new_vector, atol=1e-6)
+    assert record.metadata == {"kind": "fragment", "priority": 99}
     assert [m.id for m in store.query(new_vector, k=1, filter=F("priority") == 99)] == [IDS[0]]
 
 
 def test_upsert_accepts_uuid_ids_and_tuples(empty_store: VectorStore) -> None:
     rid = uuid.UUID("6F2A0D3C-1B2A-4C5D-8E9F-0A1B2C3D4E5F")
-    assert empty_store.upsert([(rid, VECTORS[0]), (str(uuid.UUID(int=5)), VECTORS[1].tolist(), None)]) == 2
+    other = str(uuid.UUID(int=5))
+    if _integrated(empty_store):
+        with pytest.raises(ValidationError, match="no memory with id"):
+            empty_store.upsert([(rid, VECTORS[0]), (other, VECTORS[1].tolist(), None)])
+        assert empty_store.count() == 0
+        _write_memories(empty_store.engine, {str(rid): 0, other: 1})  # type: ignore[attr-defined]
+    assert empty_store.upsert([(rid, VECTORS[0]), (other, VECTORS[1].tolist(), None)]) == 2
     assert [r.id for r in empty_store.get([rid])] == [str(rid)]
     assert empty_store.query(VECTORS[0], k=1)[0].id == "6f2a0d3c-1b2a-4c5d-8e9f-0a1b2c3d4e5f"
+
+
+def test_integrated_ids_must_be_memory_ids(empty_store: VectorStore) -> None:
+    if not _integrated(empty_store):
+        pytest.skip("only the integrated store ties record ids to memories")
+    with pytest.raises(ValidationError, match="not a memory id"):
+        empty_store.upsert([("fresh-1", VECTORS[0])])
+    assert empty_store.count() == 0
 
 
 def test_dimension_mismatch_on_upsert_writes_nothing(store: VectorStore) -> None:
@@ -328,7 +466,7 @@ def test_invalid_metadata_writes_nothing(store: VectorStore) -> None:
 
 def test_unsupported_filter_is_refused(store: VectorStore) -> None:
     with pytest.raises(UnsupportedFilter, match="numbers"):
-        store.query(VECTORS[0], filter=F("kind") > "fact")
+        store.query(VECTORS[0], filter=F("kind") > "document")
     with pytest.raises(UnsupportedFilter):
         store.delete(filter=F("lang") <= "en")
     assert store.count() == N
@@ -396,13 +534,18 @@ def test_pinecone_needs_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
         get_vector_store(_settings("pinecone"))
 
 
-def test_missing_integrated_backend_is_a_configuration_error() -> None:
-    import importlib.util
+def test_get_vector_store_integrated_from_settings(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'i.sqlite3'}", vector_backend="integrated", vector_dims=DIMS)
+    migrate.upgrade(settings, "head")
+    store = get_vector_store(settings, metadata_keys=["priority"])
+    assert type(store).__name__ == "IntegratedVectorStore" and store.dims == DIMS
+    assert store.count() == 0 and store.health().ok
 
-    if importlib.util.find_spec("dbcore.vectorstores.integrated") is not None:
-        pytest.skip("the integrated backend exists now")
-    with pytest.raises(ConfigurationError, match="integrated"):
-        get_vector_store(_settings("integrated"))
+
+def test_integrated_dims_must_match_the_column(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'i.sqlite3'}", vector_dims=DIMS + 1)
+    with pytest.raises(DimensionMismatchError, match=f"{DIMS + 1}-dimensional"):
+        get_vector_store(settings)
 
 
 def test_register_vector_store(tmp_path: Path) -> None:

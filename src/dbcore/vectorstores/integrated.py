@@ -508,8 +508,10 @@ class IntegratedVectorStore(VectorStore):
             if condition is not None or min_score is not None:
                 conn.execute(sa.select(sa.func.set_config("hnsw.iterative_scan", "strict_order", True)))
             rows = conn.execute(query.order_by(distance).limit(k)).all()
-            if len(rows) < k and (condition is not None or min_score is not None or ef_search < k):
-                # The index ran out before k rows matched; an exact scan answers (the +0 defeats the index).
+            if len(rows) < k:
+                # The index ran out before k rows matched (a selective filter, a high min_score, or fewer
+                # rows than k); an exact scan answers, so k rows come back whenever k rows match.
+                # The +0 keeps the planner off the index.
                 rows = conn.execute(query.order_by(raw_distance + 0.0).limit(k)).all()
         return [
             Match(str(row[0]), 1.0 - float(row[1]), _row_metadata(row[2:]) if include_metadata else None)
