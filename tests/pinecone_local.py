@@ -58,6 +58,7 @@ class PineconeLocal:
         self.namespaces: dict[str, dict[str, tuple[np.ndarray, dict[str, Any]]]] = {}
         self.requests: list[LoggedRequest] = []
         self._lock = threading.Lock()
+        self.down = False  # True: every request gets 503, as from an index that is down
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="pinecone-local", daemon=True)
@@ -97,7 +98,24 @@ class PineconeLocal:
             return self._delete(body)
         if method == "POST" and path == "/describe_index_stats":
             return self._stats(), 0
+        if method == "GET" and path == "/vectors/list":
+            return self._list(query), 0
         raise _ApiError(404, f"no route for {method} {path}")
+
+    def _list(self, query: dict[str, list[str]]) -> Any:
+        namespace = query.get("namespace", [""])[0]
+        prefix = query.get("prefix", [""])[0]
+        limit = int(query.get("limit", ["100"])[0])
+        if not 1 <= limit <= 100:
+            raise _ApiError(400, "limit must be between 1 and 100")
+        start = int(query.get("paginationToken", ["0"])[0])
+        with self._lock:
+            ids = sorted(i for i in self._space(namespace) if i.startswith(prefix))
+        page = ids[start : start + limit]
+        result: dict[str, Any] = {"vectors": [{"id": i} for i in page], "namespace": namespace, "usage": {"readUnits": 1}}
+        if start + limit < len(ids):
+            result["pagination"] = {"next": str(start + limit)}
+        return result
 
     def _space(self, namespace: Any) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
         if not isinstance(namespace, str):
@@ -248,6 +266,8 @@ def _handler_for(index: PineconeLocal) -> type[BaseHTTPRequestHandler]:
             raw = self.rfile.read(length) if length else b""
             items = 0
             try:
+                if index.down:
+                    raise _ApiError(503, "service unavailable (the test switched the index off)")
                 if not self.headers.get("Api-Key"):
                     raise _ApiError(401, "missing Api-Key header")
                 if length > MAX_BODY_BYTES:

@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session
 
@@ -345,6 +344,12 @@ def test_get_round_trips_vectors_and_metadata(store: VectorStore) -> None:
         np.testing.assert_allclose(record.vector, VECTORS[index], atol=1e-6)
         assert record.metadata == METADATA[index]
     assert store.get([]) == []
+
+
+def test_ids_lists_every_record(store: VectorStore) -> None:
+    assert sorted(store.ids()) == sorted(IDS)
+    store.delete(ids=IDS[:5])
+    assert sorted(store.ids()) == sorted(IDS[5:])
 
 
 def test_delete_by_ids(store: VectorStore) -> None:

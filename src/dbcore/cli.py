@@ -1,4 +1,4 @@
-"""The ``dbcore`` command: init, migrate, seed, doctor, check-models.
+"""The ``dbcore`` command: init, migrate, seed, doctor, check-models, vectors sync|verify|reindex.
 
 Exit codes: 0 success, 1 unhealthy or failed, 2 configuration error
 (bad URL, missing driver extra), 3 database unreachable.
@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import TextIO
 
 import sqlalchemy as sa
 
@@ -175,6 +176,71 @@ def cmd_check_models(settings: Settings | None, args: argparse.Namespace) -> int
     return EXIT_FAILED if problems else EXIT_OK
 
 
+class ProgressBar:
+    """A one-line progress bar on stderr: ``[#######.............]  35%  3500/10000``."""
+
+    def __init__(self, label: str, width: int = 30, stream: TextIO | None = None) -> None:
+        self.label = label
+        self.width = width
+        self.stream = stream or sys.stderr
+
+    def __call__(self, done: int, total: int) -> None:
+        fraction = 1.0 if total == 0 else min(1.0, done / total)
+        filled = int(round(self.width * fraction))
+        bar = "#" * filled + "." * (self.width - filled)
+        end = "\n" if done >= total else ""
+        print(f"\r{self.label} [{bar}] {fraction:4.0%}  {done}/{total}", end=end, file=self.stream, flush=True)
+
+
+def cmd_vectors(settings: Settings, args: argparse.Namespace) -> int:
+    from dbcore import vectorsync
+    from dbcore.vectorstores import get_vector_store
+
+    _reachable(settings)
+    if settings.vector_backend == "integrated":
+        _say(
+            f"dbcore vectors {args.action}: the integrated store keeps vectors in the database itself; "
+            "there is nothing to sync, verify or rebuild"
+        )
+        return EXIT_OK
+    store = get_vector_store(settings)
+    try:
+        if args.action == "sync":
+            done = vectorsync.sync(store, settings=settings, batch_size=args.batch_size)
+            _say(
+                f"dbcore vectors sync: {done.upserted} upserted, {done.deleted} deleted, "
+                f"{done.markers_cleared} markers cleared, {done.pending} pending"
+            )
+            if not done.ok:
+                _say(f"failed: {done.error}")
+                return EXIT_FAILED
+            return EXIT_OK
+        if args.action == "verify":
+            report = vectorsync.verify(store, settings=settings)
+            _say(
+                f"dbcore vectors verify: {report.sql_count} in SQL, {report.store_count} in {settings.vector_backend}; "
+                f"missing {len(report.missing)}, orphans {len(report.orphans)}, pending {len(report.pending)}"
+            )
+            for memory_id in report.drift[:20]:
+                where = "missing from the store" if memory_id in set(report.missing) else "orphan in the store"
+                _say(f"  drift: {memory_id} {where}")
+            if not report.ok:
+                _say(f"drift: {len(report.drift)} id(s); run `dbcore vectors reindex`")
+                return EXIT_FAILED
+            _say("in sync" if not report.pending else "in sync apart from pending markers; run `dbcore vectors sync`")
+            return EXIT_OK
+        rebuilt = vectorsync.reindex(
+            store, settings=settings, batch_size=args.batch_size, progress=ProgressBar("reindex")
+        )
+        _say(
+            f"dbcore vectors reindex: {rebuilt.upserted} upserted, {rebuilt.orphans_deleted} orphans deleted, "
+            f"{rebuilt.markers_cleared} markers cleared"
+        )
+        return EXIT_OK
+    finally:
+        store.close()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dbcore",
@@ -190,6 +256,13 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("seed", help="apply every seed_list (idempotent)")
     commands.add_parser("doctor", help="connection, server version, pgvector, vector dims, pending migrations")
     commands.add_parser("check-models", help="check dbcore's models against the patterns rules")
+    vectors = commands.add_parser("vectors", help="external vector store upkeep: sync, verify, reindex")
+    vectors.add_argument(
+        "action",
+        choices=["sync", "verify", "reindex"],
+        help="sync: finish pending outbox work; verify: report drift (exit 1); reindex: rebuild from the rows",
+    )
+    vectors.add_argument("--batch-size", type=int, default=500, help="memories per store request batch (default 500)")
     return parser
 
 
@@ -199,6 +272,7 @@ _COMMANDS: dict[str, Callable[..., int]] = {
     "seed": cmd_seed,
     "doctor": cmd_doctor,
     "check-models": cmd_check_models,
+    "vectors": cmd_vectors,
 }
 
 

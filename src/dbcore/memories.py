@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import timezone
 from typing import Any
 
 import numpy as np
@@ -22,13 +23,28 @@ from dbcore.embeddings import outbox_enabled, record_outbox
 from dbcore.errors import DimensionMismatchError, ValidationError
 from dbcore.types import new_uuid, utcnow
 
-__all__ = ["add_memories", "delete_memories", "as_memory_kind"]
+__all__ = ["add_memories", "delete_memories", "as_memory_kind", "memory_metadata"]
 
 _MEM: sa.Table = Memory.__table__  # type: ignore[assignment]
 _ME: sa.Table = MemoryEmbedding.__table__  # type: ignore[assignment]
 _REQUIRED = ("agent_id", "entity_id", "room_id", "kind")
 _OPTIONAL = ("id", "world_id", "parent_id", "content", "metadata", "created_at", "is_unique", "embedding")
 _CHUNK = 500
+
+
+def memory_metadata(
+    agent_id: Any, entity_id: Any, room_id: Any, world_id: Any, kind: Any, created_at: Any, meta: Any
+) -> dict[str, Any]:
+    """The metadata a memory carries in every vector store (memory fields win over same-named meta keys)."""
+    out: dict[str, Any] = dict(meta) if isinstance(meta, dict) else {}
+    fields = {"agent_id": agent_id, "entity_id": entity_id, "room_id": room_id, "world_id": world_id}
+    for key, value in fields.items():
+        out.pop(key, None)
+        if value is not None:
+            out[key] = value
+    out["kind"] = MemoryKind(kind).name.lower()
+    out["created_at"] = created_at if created_at.tzinfo else created_at.replace(tzinfo=timezone.utc)
+    return out
 
 
 def as_memory_kind(value: Any) -> MemoryKind:

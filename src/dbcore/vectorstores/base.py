@@ -348,6 +348,13 @@ class VectorStore(ABC):
         """Number of records in the store (namespace, collection)."""
         return self._count()
 
+    def ids(self) -> Iterator[str]:
+        """Every record id in the store, in no particular order (used by verify and reindex)."""
+        return iter(self._ids())
+
+    def _ids(self) -> Iterable[str]:
+        raise ValidationError(f"the {self.backend_name!r} vector store cannot list its ids; verify and reindex need it")
+
     def health(self) -> StoreHealth:
         """Check the backend answers; never raises for a backend failure."""
         try:

@@ -17,7 +17,7 @@ Environment (read by :meth:`ChromaVectorStore.from_env`): ``DBCORE_CHROMA_HOST``
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from dbcore.config import Settings
 
 __all__ = ["ChromaVectorStore", "create_store", "to_chroma_where", "to_chroma_metadata"]
+
+_ID_PAGE = 1000
 
 DIMS_KEY = "dbcore_dims"
 DEFAULT_COLLECTION = "memories"
@@ -216,6 +218,15 @@ class ChromaVectorStore(VectorStore):
 
     def _count(self) -> int:
         return int(self._collection.count())
+
+    def _ids(self) -> Iterator[str]:
+        offset = 0
+        while True:
+            page = self._collection.get(include=[], limit=_ID_PAGE, offset=offset)["ids"]
+            yield from page
+            if len(page) < _ID_PAGE:
+                return
+            offset += len(page)
 
     def _health(self) -> StoreHealth:
         self._client.heartbeat()

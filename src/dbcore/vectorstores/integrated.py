@@ -48,6 +48,7 @@ from dbcore.DB_Memories import Memory, MemoryEmbedding, MemoryKind
 from dbcore.embeddings import embedding_version, install_embedding_hooks
 from dbcore.engine import has_pgvector
 from dbcore.errors import DataError, DimensionMismatchError, ValidationError
+from dbcore.memories import memory_metadata
 from dbcore.types import new_uuid, utcnow
 from dbcore.vectorstores.base import Match, PreparedRecord, Record, StoreHealth, VectorStore, chunked
 from dbcore.vectorstores.filters import (
@@ -64,7 +65,7 @@ from dbcore.vectorstores.filters import (
 if TYPE_CHECKING:
     from dbcore.config import Settings
 
-__all__ = ["IntegratedVectorStore", "create_store", "memory_metadata", "clear_matrix_cache"]
+__all__ = ["IntegratedVectorStore", "create_store", "clear_matrix_cache", "MEMORY_METADATA_COLUMNS"]
 
 _ME: sa.Table = MemoryEmbedding.__table__  # type: ignore[assignment]
 _MEM: sa.Table = Memory.__table__  # type: ignore[assignment]
@@ -75,22 +76,7 @@ _LOAD_BATCH = 10_000
 _EF_SEARCH_MAX = 1000
 
 
-def memory_metadata(
-    agent_id: Any, entity_id: Any, room_id: Any, world_id: Any, kind: Any, created_at: Any, meta: Any
-) -> dict[str, Any]:
-    """The metadata a memory carries in every vector store (memory fields win over same-named meta keys)."""
-    out: dict[str, Any] = dict(meta) if isinstance(meta, dict) else {}
-    fields = {"agent_id": agent_id, "entity_id": entity_id, "room_id": room_id, "world_id": world_id}
-    for key, value in fields.items():
-        out.pop(key, None)
-        if value is not None:
-            out[key] = value
-    out["kind"] = MemoryKind(kind).name.lower()
-    out["created_at"] = created_at if created_at.tzinfo else created_at.replace(tzinfo=timezone.utc)
-    return out
-
-
-_META_COLUMNS = (
+MEMORY_METADATA_COLUMNS = (
     _MEM.c.agent_id,
     _MEM.c.entity_id,
     _MEM.c.room_id,
@@ -431,7 +417,7 @@ class IntegratedVectorStore(VectorStore):
         with self._engine.connect() as conn:
             for part in chunked(memory_ids, _IN_CHUNK):
                 query = (
-                    sa.select(_ME.c.memory_id, _ME.c.embedding, *_META_COLUMNS)
+                    sa.select(_ME.c.memory_id, _ME.c.embedding, *MEMORY_METADATA_COLUMNS)
                     .join(_MEM, _MEM.c.id == _ME.c.memory_id)
                     .where(_ME.c.memory_id.in_(part))
                 )
@@ -443,8 +429,7 @@ class IntegratedVectorStore(VectorStore):
         with self._engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(_ME)).scalar_one())
 
-    def ids(self) -> Iterator[str]:
-        """Every record id (memory id) in the store."""
+    def _ids(self) -> Iterator[str]:
         with self._engine.connect() as conn:
             for memory_id in conn.execute(sa.select(_ME.c.memory_id)).scalars():
                 yield str(memory_id)
@@ -494,7 +479,7 @@ class IntegratedVectorStore(VectorStore):
         distance = raw_distance.label("distance")
         columns: list[Any] = [_ME.c.memory_id, distance]
         if include_metadata:
-            columns.extend(_META_COLUMNS)
+            columns.extend(MEMORY_METADATA_COLUMNS)
         query = sa.select(*columns)
         if include_metadata or condition is not None:
             query = query.join(_MEM, _MEM.c.id == _ME.c.memory_id)
@@ -592,7 +577,7 @@ class IntegratedVectorStore(VectorStore):
     def _metadata_for(self, conn: Connection, raw_ids: list[Any]) -> dict[Any, dict[str, Any]]:
         found: dict[Any, dict[str, Any]] = {}
         for part in chunked(raw_ids, _IN_CHUNK):
-            query = sa.select(_raw(_MEM.c.id), *_META_COLUMNS).where(_raw(_MEM.c.id).in_(part))
+            query = sa.select(_raw(_MEM.c.id), *MEMORY_METADATA_COLUMNS).where(_raw(_MEM.c.id).in_(part))
             for row in conn.execute(query):
                 found[row[0]] = _row_metadata(row[1:])
         return found

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
@@ -273,6 +273,13 @@ class PineconeVectorStore(VectorStore):
 
     def _count(self) -> int:
         return _namespace_count(self._stats(), self._namespace)
+
+    def _ids(self) -> Iterator[str]:
+        pages = _call(lambda: list(self._index.list(namespace=self._namespace, limit=100)), "list ids")
+        for page in pages:
+            for item in page.vectors:
+                if item.id is not None:
+                    yield item.id
 
     def _health(self) -> StoreHealth:
         stats = self._stats()

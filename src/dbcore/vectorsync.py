@@ -1,0 +1,239 @@
+"""Keeping an external vector store equal to the relational rows: sync, verify, reindex.
+
+The relational rows are the system of record. A memory change made through a
+dbcore engine configured for an external store writes an outbox marker in the
+same transaction (see :mod:`dbcore.embeddings`), so a committed change always
+leaves either the store updated or a marker saying it is not yet.
+
+:func:`sync` takes the markers in batches, reads each named memory's *current*
+state (embedding and metadata, or absent), upserts the present ones and deletes
+the absent ones in the store, and only then deletes the markers it read. A store
+failure at any point leaves the markers, so the next sync redoes the work (every
+step is idempotent). A marker written meanwhile by another transaction is a
+different row and stays for the next run.
+
+:func:`verify` compares the ids on both sides; :func:`reindex` rebuilds the store
+from the rows (and removes ids the rows do not have).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from dbcore.DB_Memories import Memory, MemoryEmbedding, VectorOutbox
+from dbcore.memories import memory_metadata
+from dbcore.vectorstores.base import VectorStore, chunked
+
+if TYPE_CHECKING:
+    from dbcore.config import Settings
+
+__all__ = ["SyncReport", "DriftReport", "ReindexReport", "sync", "verify", "reindex", "memory_records", "Progress"]
+
+log = logging.getLogger(__name__)
+
+_ME: sa.Table = MemoryEmbedding.__table__  # type: ignore[assignment]
+_MEM: sa.Table = Memory.__table__  # type: ignore[assignment]
+_OUTBOX: sa.Table = VectorOutbox.__table__  # type: ignore[assignment]
+_IN_CHUNK = 500
+
+#: ``progress(done, total)``, called after each batch of :func:`reindex`.
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class SyncReport:
+    """What :func:`sync` did. ``error`` is set (and markers kept) when the store failed."""
+
+    upserted: int = 0
+    deleted: int = 0
+    markers_cleared: int = 0
+    pending: int = 0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class DriftReport:
+    """Ids in SQL but not in the store (``missing``) and in the store but not in SQL (``orphans``).
+
+    Differences explained by an outbox marker are ``pending`` (a sync finishes them);
+    the rest is ``drift``.
+    """
+
+    sql_count: int
+    store_count: int
+    missing: list[str] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+
+    @property
+    def drift(self) -> list[str]:
+        waiting = set(self.pending)
+        return sorted((set(self.missing) | set(self.orphans)) - waiting)
+
+    @property
+    def ok(self) -> bool:
+        return not self.drift
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "sql_count": self.sql_count,
+            "store_count": self.store_count,
+            "missing": len(self.missing),
+            "orphans": len(self.orphans),
+            "pending": len(self.pending),
+            "drift": len(self.drift),
+        }
+
+
+@dataclass
+class ReindexReport:
+    upserted: int = 0
+    orphans_deleted: int = 0
+    markers_cleared: int = 0
+
+
+def _engine_of(settings: Settings | None, engine: Engine | None) -> Engine:
+    if engine is not None:
+        return engine
+    from dbcore.engine import get_engine
+
+    return get_engine(settings)
+
+
+def memory_records(conn: Connection, memory_ids: Sequence[uuid.UUID]) -> list[tuple[str, np.ndarray, dict[str, Any]]]:
+    """``(id, vector, metadata)`` of those memories that have an embedding, as external stores hold them."""
+    from dbcore.vectorstores.integrated import MEMORY_METADATA_COLUMNS
+
+    records = []
+    for part in chunked(list(memory_ids), _IN_CHUNK):
+        query = (
+            sa.select(_ME.c.memory_id, _ME.c.embedding, *MEMORY_METADATA_COLUMNS)
+            .join(_MEM, _MEM.c.id == _ME.c.memory_id)
+            .where(_ME.c.memory_id.in_(part))
+        )
+        for row in conn.execute(query):
+            records.append((str(row[0]), row[1], memory_metadata(*row[2:])))
+    return records
+
+
+def _pending_count(conn: Connection) -> int:
+    return int(conn.execute(sa.select(sa.func.count()).select_from(_OUTBOX)).scalar_one())
+
+
+def sync(
+    store: VectorStore,
+    *,
+    settings: Settings | None = None,
+    engine: Engine | None = None,
+    batch_size: int = 500,
+) -> SyncReport:
+    """Bring ``store`` up to the rows named by outbox markers; clear the markers it finished."""
+    engine = _engine_of(settings, engine)
+    report = SyncReport()
+    while True:
+        with engine.connect() as conn:
+            markers = conn.execute(
+                sa.select(_OUTBOX.c.id, _OUTBOX.c.memory_id)
+                .order_by(_OUTBOX.c.created_at, _OUTBOX.c.id)
+                .limit(batch_size)
+            ).all()
+            if not markers:
+                break
+            memory_ids = list(dict.fromkeys(m.memory_id for m in markers))
+            records = memory_records(conn, memory_ids)
+        present = {r[0] for r in records}
+        absent = [str(i) for i in memory_ids if str(i) not in present]
+        try:
+            if records:
+                store.upsert(records)
+            if absent:
+                store.delete(ids=absent)
+        except Exception as exc:  # noqa: BLE001 - the store failed; the markers stay for the next run
+            report.error = f"{type(exc).__name__}: {exc}"
+            log.warning("vector sync stopped, %d marker(s) kept: %s", len(markers), report.error)
+            break
+        with engine.begin() as conn:
+            for part in chunked([m.id for m in markers], _IN_CHUNK):
+                conn.execute(_OUTBOX.delete().where(_OUTBOX.c.id.in_(part)))
+        report.upserted += len(records)
+        report.deleted += len(absent)
+        report.markers_cleared += len(markers)
+    with engine.connect() as conn:
+        report.pending = _pending_count(conn)
+    return report
+
+
+def _sql_ids(conn: Connection) -> set[str]:
+    return {str(i) for i in conn.execute(sa.select(_ME.c.memory_id)).scalars()}
+
+
+def verify(store: VectorStore, *, settings: Settings | None = None, engine: Engine | None = None) -> DriftReport:
+    """Compare the memory ids with an embedding in SQL with the ids in ``store``."""
+    engine = _engine_of(settings, engine)
+    with engine.connect() as conn:
+        pending = {str(i) for i in conn.execute(sa.select(_OUTBOX.c.memory_id)).scalars()}
+        sql_ids = _sql_ids(conn)
+    store_ids = set(store.ids())
+    return DriftReport(
+        sql_count=len(sql_ids),
+        store_count=len(store_ids),
+        missing=sorted(sql_ids - store_ids),
+        orphans=sorted(store_ids - sql_ids),
+        pending=sorted(pending),
+    )
+
+
+def _iter_batches(engine: Engine, batch_size: int) -> Iterator[list[tuple[str, np.ndarray, dict[str, Any]]]]:
+    with engine.connect() as conn:
+        ids = list(conn.execute(sa.select(_ME.c.memory_id).order_by(_ME.c.memory_id)).scalars())
+    for part in chunked(ids, batch_size):
+        with engine.connect() as conn:
+            yield memory_records(conn, part)
+
+
+def reindex(
+    store: VectorStore,
+    *,
+    settings: Settings | None = None,
+    engine: Engine | None = None,
+    batch_size: int = 500,
+    progress: Progress | None = None,
+) -> ReindexReport:
+    """Write every memory embedding to ``store``, delete ids the rows lack, clear the markers seen at the start."""
+    engine = _engine_of(settings, engine)
+    report = ReindexReport()
+    with engine.connect() as conn:
+        markers = list(conn.execute(sa.select(_OUTBOX.c.id)).scalars())
+        total = int(conn.execute(sa.select(sa.func.count()).select_from(_ME)).scalar_one())
+    if progress:
+        progress(0, total)
+    for records in _iter_batches(engine, batch_size):
+        if records:
+            store.upsert(records)
+        report.upserted += len(records)
+        if progress:
+            progress(report.upserted, total)
+    with engine.connect() as conn:
+        sql_ids = _sql_ids(conn)
+    orphans = [i for i in store.ids() if i not in sql_ids]
+    if orphans:
+        store.delete(ids=orphans)
+    report.orphans_deleted = len(orphans)
+    with engine.begin() as conn:
+        for part in chunked(markers, _IN_CHUNK):
+            conn.execute(_OUTBOX.delete().where(_OUTBOX.c.id.in_(part)))
+    report.markers_cleared = len(markers)
+    return report
