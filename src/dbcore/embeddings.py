@@ -137,7 +137,8 @@ def _flush_markers(session: Session) -> dict[uuid.UUID, str]:
     for obj in list(session.new) + list(session.dirty):
         if isinstance(obj, MemoryEmbedding) and obj.memory_id is not None:
             markers[obj.memory_id] = "upsert"
-        elif isinstance(obj, Memory) and obj.id is not None and session.is_modified(obj):
+    for obj in session.dirty:  # a new memory has no vector yet; a changed one may need new metadata
+        if isinstance(obj, Memory) and obj.id is not None and session.is_modified(obj):
             markers.setdefault(obj.id, "upsert")
     for obj in session.deleted:
         if isinstance(obj, MemoryEmbedding) and obj.memory_id is not None:
