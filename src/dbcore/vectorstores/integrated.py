@@ -522,14 +522,21 @@ class IntegratedVectorStore(VectorStore):
         vectors = np.empty((max(expected, 1), self.dims), dtype=np.float32)
         raw_ids: list[Any] = []
         width = 4 * self.dims
+        # float32 bytes are read raw (no per-row processing); pgvector values arrive as arrays.
+        native = self._engine.dialect.name == "postgresql" and has_pgvector(self._engine.dialect)
+        embedding = _ME.c.embedding if native else _raw(_ME.c.embedding)
         result = conn.execution_options(stream_results=True, yield_per=_LOAD_BATCH).execute(
-            sa.select(_raw(_ME.c.memory_id), _raw(_ME.c.embedding))
+            sa.select(_raw(_ME.c.memory_id), embedding)
         )
         for rows in result.partitions(_LOAD_BATCH):
             start = len(raw_ids)
             if start + len(rows) > vectors.shape[0]:
                 vectors = np.resize(vectors, (start + len(rows), self.dims))
             for offset, (raw_id, blob) in enumerate(rows):
+                if native:
+                    vectors[start + offset] = blob
+                    raw_ids.append(raw_id)
+                    continue
                 if blob is None or len(blob) != width:
                     raise DataError(
                         f"memory_embeddings row of memory {raw_id!r} holds {0 if blob is None else len(blob)} bytes, "

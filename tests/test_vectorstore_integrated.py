@@ -1,0 +1,261 @@
+"""The integrated store's own guarantees, on every live dialect.
+
+- The numpy path's per-process matrix cache never serves stale results: writes by
+  another process, another engine, ORM flushes, Core statements and bulk ORM
+  statements all bump the version counter in their transaction; a rollback does not.
+- pgvector: the HNSW index is used, and a selective filter still returns k rows.
+- Bulk writes validate everything first and write nothing on bad input.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+import dbcore
+from dbcore.DB_Memories import EMBEDDING_DIMS, Memory, MemoryEmbedding
+from dbcore.embeddings import embedding_version
+from dbcore.errors import DimensionMismatchError, ValidationError
+from dbcore.memories import add_memories
+from dbcore.vectorstores import F
+from dbcore.vectorstores.integrated import IntegratedVectorStore, clear_matrix_cache
+
+DIMS = EMBEDDING_DIMS
+
+
+@pytest.fixture
+def ready(migrated: dbcore.Settings) -> Iterator[tuple[dbcore.Settings, Engine, dict[str, Any]]]:
+    engine = dbcore.create_engine(migrated)
+    with Session(engine) as session:
+        agent = dbcore.Agent(name="integrated")
+        session.add(agent)
+        session.flush()
+        entity = dbcore.Entity(agent_id=agent.id)
+        rooms = [dbcore.Room(kind=dbcore.RoomKind(1)) for _ in range(4)]
+        session.add_all([entity, *rooms])
+        session.commit()
+        parents = {"agent_id": agent.id, "entity_id": entity.id, "rooms": [r.id for r in rooms]}
+    clear_matrix_cache()
+    yield migrated, engine, parents
+    engine.dispose()
+
+
+def _vectors(count: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(count, DIMS)).astype(np.float32)
+
+
+def _add(engine: Engine, parents: dict[str, Any], vectors: np.ndarray, room: int | None = None) -> list[uuid.UUID]:
+    rooms = parents["rooms"]
+    memories = [
+        {
+            "agent_id": parents["agent_id"],
+            "entity_id": parents["entity_id"],
+            "room_id": rooms[room if room is not None else i % len(rooms)],
+            "kind": "message",
+        }
+        for i in range(len(vectors))
+    ]
+    with Session(engine) as session:
+        ids = add_memories(session, memories, vectors)
+        session.commit()
+    return ids
+
+
+def _exact(vectors: np.ndarray, ids: list[uuid.UUID], query: np.ndarray, k: int) -> list[str]:
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    scores = unit @ (query / np.linalg.norm(query))
+    return [str(ids[i]) for i in np.argsort(-scores, kind="stable")[:k]]
+
+
+def _version(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return embedding_version(conn)
+
+
+def test_search_path_per_dialect(ready: tuple[dbcore.Settings, Engine, dict[str, Any]], dialect: str) -> None:
+    _, engine, _ = ready
+    store = IntegratedVectorStore(engine)
+    assert store.search_path == ("pgvector" if dialect == "postgresql" else "numpy")
+    assert store.health().detail["search"] == store.search_path
+
+
+def test_every_kind_of_write_bumps_the_version(ready: tuple[dbcore.Settings, Engine, dict[str, Any]]) -> None:
+    _, engine, parents = ready
+    start = _version(engine)
+    ids = _add(engine, parents, _vectors(3, 1))
+    after_add = _version(engine)
+    assert after_add > start
+    with Session(engine) as session:  # ORM flush
+        row = session.execute(sa.select(MemoryEmbedding).where(MemoryEmbedding.memory_id == ids[0])).scalar_one()
+        row.embedding = _vectors(1, 2)[0]
+        session.commit()
+    after_orm = _version(engine)
+    assert after_orm > after_add
+    with Session(engine) as session:  # bulk ORM statement
+        session.execute(sa.update(MemoryEmbedding).where(MemoryEmbedding.memory_id == ids[1]).values(model="m2"))
+        session.commit()
+    after_bulk = _version(engine)
+    assert after_bulk > after_orm
+    with engine.begin() as conn:  # Core statement
+        conn.execute(MemoryEmbedding.__table__.delete().where(MemoryEmbedding.__table__.c.memory_id == ids[2]))
+    after_core = _version(engine)
+    assert after_core > after_bulk
+    with Session(engine) as session:  # a rolled-back write leaves the counter alone
+        row = session.execute(sa.select(MemoryEmbedding).where(MemoryEmbedding.memory_id == ids[0])).scalar_one()
+        row.embedding = _vectors(1, 3)[0]
+        session.flush()
+        session.rollback()
+    assert _version(engine) == after_core
+
+
+def test_cache_sees_writes_from_another_engine(ready: tuple[dbcore.Settings, Engine, dict[str, Any]]) -> None:
+    settings, engine, parents = ready
+    first = _vectors(40, 4)
+    ids = _add(engine, parents, first)
+    store = IntegratedVectorStore(engine, search="numpy")
+    query = first[7]
+    assert store.query(query, k=1)[0].id == str(ids[7])  # the matrix is cached now
+    other = dbcore.create_engine(settings)
+    try:
+        with Session(other) as session:  # another engine: its own pool and connections
+            row = session.execute(sa.select(MemoryEmbedding).where(MemoryEmbedding.memory_id == ids[7])).scalar_one()
+            row.embedding = -query
+            session.commit()
+        newcomer = _add(other, parents, query[None, :] * 2.0)
+    finally:
+        other.dispose()
+    got = store.query(query, k=2)
+    assert got[0].id == str(newcomer[0]) and got[0].score == pytest.approx(1.0, abs=1e-5)
+    assert str(ids[7]) not in {m.id for m in got}
+    assert store.query(-query, k=1)[0].id == str(ids[7])
+
+
+def test_cache_sees_writes_from_another_process(ready: tuple[dbcore.Settings, Engine, dict[str, Any]]) -> None:
+    settings, engine, parents = ready
+    vectors = _vectors(30, 5)
+    ids = _add(engine, parents, vectors)
+    store = IntegratedVectorStore(engine, search="numpy")
+    assert store.query(vectors[3], k=1)[0].id == str(ids[3])
+    script = textwrap.dedent(
+        """
+        import sys, uuid
+        import sqlalchemy as sa
+        import dbcore
+        from dbcore.DB_Memories import MemoryEmbedding
+        engine = dbcore.create_engine(dbcore.Settings(database_url=sys.argv[1]))
+        with engine.begin() as conn:
+            conn.execute(sa.delete(MemoryEmbedding.__table__).where(MemoryEmbedding.__table__.c.memory_id == uuid.UUID(sys.argv[2])))
+        """
+    )
+    url = settings.url.render_as_string(hide_password=False)
+    subprocess.run([sys.executable, "-c", script, url, str(ids[3])], check=True, timeout=120)
+    got = store.query(vectors[3], k=5)
+    assert str(ids[3]) not in {m.id for m in got}
+    assert [m.id for m in got] == [i for i in _exact(vectors, ids, vectors[3], 6) if i != str(ids[3])][:5]
+
+
+def test_results_equal_exact_numpy(ready: tuple[dbcore.Settings, Engine, dict[str, Any]]) -> None:
+    _, engine, parents = ready
+    vectors = _vectors(500, 6)
+    ids = _add(engine, parents, vectors)
+    store = IntegratedVectorStore(engine, ef_search=1000)
+    for seed in range(5):
+        query = _vectors(1, 100 + seed)[0]
+        assert [m.id for m in store.query(query, k=10)] == _exact(vectors, ids, query, 10)
+
+
+def test_selective_filter_still_returns_k(ready: tuple[dbcore.Settings, Engine, dict[str, Any]]) -> None:
+    """1,000 memories in room 0 and 12 in room 3: a top-10 in room 3 returns 10 rows (ef_search 40)."""
+    _, engine, parents = ready
+    crowd = _add(engine, parents, _vectors(1000, 7), room=0)
+    few_vectors = _vectors(12, 8)
+    few = _add(engine, parents, few_vectors, room=3)
+    store = IntegratedVectorStore(engine)  # default ef_search: max(40, k)
+    query = _vectors(1, 9)[0]
+    got = store.query(query, k=10, filter=F("room_id") == parents["rooms"][3])
+    assert [m.id for m in got] == _exact(few_vectors, few, query, 10)
+    assert len(store.query(query, k=50, filter=F("room_id") == parents["rooms"][3])) == 12
+    assert len(store.query(query, k=10)) == 10 and crowd
+
+
+def test_pgvector_query_uses_the_hnsw_index(
+    ready: tuple[dbcore.Settings, Engine, dict[str, Any]], dialect: str
+) -> None:
+    if dialect != "postgresql":
+        pytest.skip("the HNSW index exists on PostgreSQL with pgvector only")
+    _, engine, parents = ready
+    _add(engine, parents, _vectors(300, 10))
+    query = _vectors(1, 11)[0]
+    with engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE memory_embeddings")
+        conn.exec_driver_sql("SET enable_seqscan = off")  # tiny table: make the planner show its index choice
+        literal = "[" + ",".join(f"{v:.6f}" for v in query.tolist()) + "]"
+        rows = conn.exec_driver_sql(
+            "EXPLAIN SELECT memory_id FROM memory_embeddings ORDER BY embedding <=> %s::vector LIMIT 10", (literal,)
+        )
+        plan = "\n".join(str(row[0]) for row in rows)
+    assert "ix_memory_embeddings_embedding_hnsw" in plan
+
+
+def test_dimension_and_input_errors_write_nothing(ready: tuple[dbcore.Settings, Engine, dict[str, Any]]) -> None:
+    _, engine, parents = ready
+    _add(engine, parents, _vectors(5, 12))
+    store = IntegratedVectorStore(engine)
+    base = {
+        "agent_id": parents["agent_id"],
+        "entity_id": parents["entity_id"],
+        "room_id": parents["rooms"][0],
+        "kind": "message",
+    }
+    cases: list[tuple[Any, Any, type[Exception]]] = [
+        ([base, base], _vectors(2, 1)[:, :-1], DimensionMismatchError),
+        ([base, base], np.vstack([_vectors(1, 1), np.full((1, DIMS), np.nan, dtype=np.float32)]), ValidationError),
+        ([base, base], np.vstack([_vectors(1, 1), np.zeros((1, DIMS), dtype=np.float32)]), ValidationError),
+        ([base, {**base, "kind": "bogus"}], _vectors(2, 1), ValidationError),
+        ([base, {k: v for k, v in base.items() if k != "room_id"}], _vectors(2, 1), ValidationError),
+        ([base, {**base, "colour": "red"}], _vectors(2, 1), ValidationError),
+        ([base], _vectors(2, 1), ValidationError),
+    ]
+    for memories, vectors, error in cases:
+        with Session(engine) as session, pytest.raises(error):
+            add_memories(session, memories, vectors)
+            session.commit()
+    with pytest.raises(DimensionMismatchError):
+        store.upsert([(uuid.uuid4(), np.ones(DIMS + 3))])
+    with pytest.raises(ValidationError, match="no memory with id"):
+        store.upsert([(uuid.uuid4(), np.ones(DIMS))])
+    with pytest.raises(DimensionMismatchError):
+        IntegratedVectorStore(engine, dims=DIMS * 2)
+    with pytest.raises(ValidationError, match="metadata key"):
+        IntegratedVectorStore(engine, metadata_keys=["bad key'"])
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(Memory)).scalar_one() == 5
+    assert store.count() == 5
+
+
+def test_corrupt_embedding_bytes_are_a_typed_error(
+    ready: tuple[dbcore.Settings, Engine, dict[str, Any]], dialect: str
+) -> None:
+    if dialect == "postgresql":
+        pytest.skip("a pgvector column cannot hold a wrong-length vector")
+    _, engine, parents = ready
+    ids = _add(engine, parents, _vectors(3, 13))
+    with engine.begin() as conn:
+        raw = sa.type_coerce(MemoryEmbedding.__table__.c.embedding, sa.LargeBinary)
+        conn.execute(
+            sa.update(MemoryEmbedding.__table__)
+            .where(MemoryEmbedding.__table__.c.memory_id == ids[1])
+            .values({raw: b"\x00\x01\x02"})
+        )
+    with pytest.raises(dbcore.DataError, match="3 bytes"):
+        IntegratedVectorStore(engine, search="numpy").query(_vectors(1, 1)[0])
