@@ -86,7 +86,7 @@ def test_sqlite_default_lifecycle(
     assert (tmp_path / "dbcore.sqlite3").is_file()
     out = first.stdout
     assert "dbcore init: sqlite at sqlite+pysqlite:///" in out and "dbcore.sqlite3" in out
-    assert "tables: 18" in out
+    assert "tables: 20" in out
     assert "seed rows: 3 inserted" in out
     assert "migrated from an empty database" in out
     assert "recorded vector space 'memories'" in out
@@ -104,13 +104,13 @@ def test_sqlite_default_lifecycle(
     monkeypatch.chdir(tmp_path)
     code, out, err = in_process(["migrate"], monkeypatch, capsys)
     assert code == 0, err
-    assert "is at revision 0001" in out and "dbcore.sqlite3" in out
+    assert "is at revision 0002" in out and "dbcore.sqlite3" in out
     code, out, err = in_process(["seed"], monkeypatch, capsys)
     assert code == 0, err
     assert "dbcore seed: 0 inserted, 0 updated, 3 unchanged" in out
     code, out, err = in_process(["check-models"], monkeypatch, capsys)
     assert code == 0, err
-    assert "18 tables, 0 problems" in out
+    assert "20 tables, 0 problems" in out
 
 
 def test_failures_and_system_key_from_env(tmp_path: Path) -> None:

@@ -48,12 +48,12 @@ def test_upgrade_downgrade_upgrade_without_drift(settings: dbcore.Settings) -> N
     migrate.downgrade(settings, "base")
     assert not (DBCORE_TABLES & table_names(settings))
     assert migrate.current_revision(settings) is None
-    assert migrate.pending_revisions(settings) == [migrate.head_revision()]
+    assert migrate.pending_revisions(settings) == ["0001", "0002"] and migrate.head_revision() == "0002"
 
     migrate.upgrade(settings, "head")
     assert migrate.schema_drift(settings) == []
     assert migrate.pending_revisions(settings) == []
-    assert migrate.current_revision(settings) == migrate.head_revision() == "0001"
+    assert migrate.current_revision(settings) == migrate.head_revision() == "0002"
 
 
 @pytest.mark.parametrize(
@@ -156,8 +156,8 @@ def test_mssql_offline_sql() -> None:
     sql = offline_sql(MSSQL_URL)
     created = set(re.findall(r"CREATE TABLE (\w+)", sql))
     assert created >= DBCORE_TABLES
-    assert len(DBCORE_TABLES) == 18
-    assert len(re.findall(r"CREATE TABLE (\w+)", sql)) == 18 + 1  # and alembic_version
+    assert len(DBCORE_TABLES) == 20
+    assert len(re.findall(r"CREATE TABLE (\w+)", sql)) == 20 + 1  # and alembic_version
     for fragment in (
         "UNIQUEIDENTIFIER",
         "TINYINT",
