@@ -259,3 +259,19 @@ def test_corrupt_embedding_bytes_are_a_typed_error(
         )
     with pytest.raises(dbcore.DataError, match="3 bytes"):
         IntegratedVectorStore(engine, search="numpy").query(_vectors(1, 1)[0])
+
+
+@pytest.mark.compile_only
+def test_filters_compile_for_sql_server() -> None:
+    """SQL Server runs live in the GitHub workflow; here every filter form must at least compile for it."""
+    from sqlalchemy.dialects import mssql
+
+    from dbcore.vectorstores.integrated import _FilterCompiler
+    from tests.test_vectorstore_backends import FILTERS, METADATA_KEYS
+
+    compiler = _FilterCompiler("mssql", frozenset(METADATA_KEYS))
+    for name, spec in FILTERS.items():
+        sql = str(compiler.compile(dbcore.Filter.parse(spec)).compile(dialect=mssql.dialect()))
+        assert sql, name
+        if "priority" in dbcore.Filter.parse(spec).fields():
+            assert "OPENJSON" in sql.upper() and "TRY_CAST" in sql.upper(), name
