@@ -74,6 +74,7 @@ _KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
 _IN_CHUNK = 500
 _LOAD_BATCH = 10_000
 _EF_SEARCH_MAX = 1000
+_EF_SEARCH_DEFAULT = 40  # pgvector's default hnsw.ef_search
 
 
 MEMORY_METADATA_COLUMNS = (
@@ -487,11 +488,15 @@ class IntegratedVectorStore(VectorStore):
             query = query.where(condition)
         if min_score is not None:
             query = query.where(raw_distance <= 1.0 - min_score)
-        ef_search = self._ef_search or min(_EF_SEARCH_MAX, max(40, k))
+        ef_search = self._ef_search or min(_EF_SEARCH_MAX, max(_EF_SEARCH_DEFAULT, k))
+        settings = []  # transaction-local (set_config(..., true)), sent in one round trip; none when defaults do
+        if ef_search != _EF_SEARCH_DEFAULT:
+            settings.append(sa.func.set_config("hnsw.ef_search", str(ef_search), True))
+        if condition is not None or min_score is not None:
+            settings.append(sa.func.set_config("hnsw.iterative_scan", "strict_order", True))
         with self._engine.connect() as conn, conn.begin():
-            conn.execute(sa.select(sa.func.set_config("hnsw.ef_search", str(ef_search), True)))
-            if condition is not None or min_score is not None:
-                conn.execute(sa.select(sa.func.set_config("hnsw.iterative_scan", "strict_order", True)))
+            if settings:
+                conn.execute(sa.select(*settings))
             rows = conn.execute(query.order_by(distance).limit(k)).all()
             if len(rows) < k:
                 # The index ran out before k rows matched (a selective filter, a high min_score, or fewer
