@@ -179,14 +179,17 @@ class ChromaVectorStore(VectorStore):
         include_metadata: bool,  # noqa: A002
     ) -> list[Match]:
         where = to_chroma_where(filter) if filter is not None else None
-        # Some Chroma versions fail when n_results exceeds the collection size.
-        total = self._collection.count()
-        if total == 0:
-            return []
         include = ["distances", "metadatas"] if include_metadata else ["distances"]
-        result = self._collection.query(
-            query_embeddings=[vector], n_results=min(k, total), where=where, include=include
-        )
+        try:
+            result = self._collection.query(query_embeddings=[vector], n_results=k, where=where, include=include)
+        except Exception:
+            # Some Chroma versions refuse n_results above the collection size; only then pay for count().
+            total = self._collection.count()
+            if total == 0:
+                return []
+            if k <= total:
+                raise
+            result = self._collection.query(query_embeddings=[vector], n_results=total, where=where, include=include)
         ids = result["ids"][0]
         distances = result["distances"][0]
         metadatas = result["metadatas"][0] if include_metadata and result.get("metadatas") else [None] * len(ids)

@@ -73,8 +73,11 @@ _KINDS = {kind.name.lower(): kind for kind in MemoryKind}
 _KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
 _IN_CHUNK = 500
 _LOAD_BATCH = 10_000
+_LOAD_SQL = "SELECT memory_id, embedding FROM memory_embeddings"
 _EF_SEARCH_MAX = 1000
-_EF_SEARCH_DEFAULT = 40  # pgvector's default hnsw.ef_search
+#: dbcore's default hnsw.ef_search (pgvector's own is 40, which gave recall@10 of 0.90 in benchmarks/)
+_EF_SEARCH_DEFAULT = 100
+_HNSW_INFO_KEY = "dbcore_hnsw_ef_search"
 
 
 MEMORY_METADATA_COLUMNS = (
@@ -306,6 +309,7 @@ class IntegratedVectorStore(VectorStore):
         self._model = model
         self._metadata_keys = frozenset(keys)
         self._cache_key = (engine.url.render_as_string(hide_password=True), dims)
+        self._resolved: str | None = None
         install_embedding_hooks(engine)
 
     def __repr__(self) -> str:
@@ -317,7 +321,16 @@ class IntegratedVectorStore(VectorStore):
 
     @property
     def search_path(self) -> str:
-        """``"pgvector"`` or ``"numpy"``: how this store searches on its engine."""
+        """``"pgvector"`` or ``"numpy"``: how this store searches on its engine (decided once)."""
+        if self._resolved is None:
+            self._resolved = self._resolve_search_path()
+        return self._resolved
+
+    def ef_search_for(self, k: int) -> int:
+        """The ``hnsw.ef_search`` a top-``k`` pgvector query runs with."""
+        return self._ef_search or min(_EF_SEARCH_MAX, max(_EF_SEARCH_DEFAULT, k))
+
+    def _resolve_search_path(self) -> str:
         if self._search != "auto":
             if self._search == "pgvector" and not self._pgvector_available():
                 raise ValidationError("search='pgvector' needs PostgreSQL with the vector extension")
@@ -488,21 +501,20 @@ class IntegratedVectorStore(VectorStore):
             query = query.where(condition)
         if min_score is not None:
             query = query.where(raw_distance <= 1.0 - min_score)
-        ef_search = self._ef_search or min(_EF_SEARCH_MAX, max(_EF_SEARCH_DEFAULT, k))
-        settings = []  # transaction-local (set_config(..., true)), sent in one round trip; none when defaults do
-        if ef_search != _EF_SEARCH_DEFAULT:
-            settings.append(sa.func.set_config("hnsw.ef_search", str(ef_search), True))
-        if condition is not None or min_score is not None:
-            settings.append(sa.func.set_config("hnsw.iterative_scan", "strict_order", True))
-        with self._engine.connect() as conn, conn.begin():
-            if settings:
-                conn.execute(sa.select(*settings))
-            rows = conn.execute(query.order_by(distance).limit(k)).all()
-            if len(rows) < k:
-                # The index ran out before k rows matched (a selective filter, a high min_score, or fewer
-                # rows than k); an exact scan answers, so k rows come back whenever k rows match.
-                # The +0 keeps the planner off the index.
-                rows = conn.execute(query.order_by(raw_distance + 0.0).limit(k)).all()
+        ef_search = self.ef_search_for(k)
+        with self._engine.connect() as conn:
+            try:
+                with conn.begin():
+                    _hnsw_settings(conn, ef_search)
+                    rows = conn.execute(query.order_by(distance).limit(k)).all()
+                    if len(rows) < k:
+                        # The index ran out before k rows matched (a selective filter, a high min_score,
+                        # or fewer rows than k); an exact scan answers, so k rows come back whenever k
+                        # rows match. The +0 keeps the planner off the index.
+                        rows = conn.execute(query.order_by(raw_distance + 0.0).limit(k)).all()
+            except Exception:
+                conn.info.pop(_HNSW_INFO_KEY, None)  # the rollback undid the settings
+                raise
         return [
             Match(str(row[0]), 1.0 - float(row[1]), _row_metadata(row[2:]) if include_metadata else None)
             for row in rows
@@ -526,34 +538,48 @@ class IntegratedVectorStore(VectorStore):
         expected = int(conn.execute(sa.select(sa.func.count()).select_from(_ME)).scalar_one())
         vectors = np.empty((max(expected, 1), self.dims), dtype=np.float32)
         raw_ids: list[Any] = []
-        width = 4 * self.dims
-        # float32 bytes are read raw (no per-row processing); pgvector values arrive as arrays.
-        native = self._engine.dialect.name == "postgresql" and has_pgvector(self._engine.dialect)
-        embedding = _ME.c.embedding if native else _raw(_ME.c.embedding)
-        result = conn.execution_options(stream_results=True, yield_per=_LOAD_BATCH).execute(
-            sa.select(_raw(_ME.c.memory_id), embedding)
-        )
-        for rows in result.partitions(_LOAD_BATCH):
-            start = len(raw_ids)
-            if start + len(rows) > vectors.shape[0]:
-                vectors = np.resize(vectors, (start + len(rows), self.dims))
-            for offset, (raw_id, blob) in enumerate(rows):
-                if native:
-                    vectors[start + offset] = blob
-                    raw_ids.append(raw_id)
-                    continue
-                if blob is None or len(blob) != width:
-                    raise DataError(
-                        f"memory_embeddings row of memory {raw_id!r} holds {0 if blob is None else len(blob)} bytes, "
-                        f"not {width} ({self.dims} float32 values)"
-                    )
-                vectors[start + offset] = np.frombuffer(blob, dtype="<f4")
-                raw_ids.append(raw_id)
+        if self._engine.dialect.name == "postgresql" and has_pgvector(self._engine.dialect):
+            batches = self._batches_pgvector(conn)
+        else:
+            batches = self._batches_bytes(conn)
+        filled = 0
+        for batch_ids, block in batches:
+            if filled + len(batch_ids) > vectors.shape[0]:
+                vectors = np.resize(vectors, (filled + len(batch_ids), self.dims))
+            vectors[filled : filled + len(batch_ids)] = block
+            raw_ids.extend(batch_ids)
+            filled += len(batch_ids)
         vectors = vectors[: len(raw_ids)]
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
         vectors /= norms
         return _Matrix(version=version, raw_ids=raw_ids, vectors=vectors)
+
+    def _batches_bytes(self, conn: Connection) -> Iterator[tuple[list[Any], np.ndarray]]:
+        """(raw ids, float32 block) per batch, straight from the driver's cursor: no per-row processing."""
+        width = 4 * self.dims
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(_LOAD_SQL)  # a constant statement, no user values
+            while rows := cursor.fetchmany(_LOAD_BATCH):
+                ids = [row[0] for row in rows]
+                blobs = [bytes(row[1]) if row[1] is not None else b"" for row in rows]
+                bad = next((i for i, blob in enumerate(blobs) if len(blob) != width), None)
+                if bad is not None:
+                    raise DataError(
+                        f"memory_embeddings row of memory {ids[bad]!r} holds {len(blobs[bad])} bytes, "
+                        f"not {width} ({self.dims} float32 values)"
+                    )
+                yield ids, np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(rows), self.dims)
+        finally:
+            cursor.close()
+
+    def _batches_pgvector(self, conn: Connection) -> Iterator[tuple[list[Any], np.ndarray]]:
+        result = conn.execution_options(stream_results=True, yield_per=_LOAD_BATCH).execute(
+            sa.select(_raw(_ME.c.memory_id), _ME.c.embedding)
+        )
+        for rows in result.partitions(_LOAD_BATCH):
+            yield [row[0] for row in rows], np.stack([row[1] for row in rows])
 
     def _query_numpy(
         self,
@@ -593,6 +619,25 @@ class IntegratedVectorStore(VectorStore):
             for row in conn.execute(query):
                 found[row[0]] = _row_metadata(row[1:])
         return found
+
+
+def _hnsw_settings(conn: Connection, ef_search: int) -> None:
+    """Set ``hnsw.ef_search`` and iterative scans on this pooled connection, once per value.
+
+    Session-level settings (kept with the connection in the pool) cost no round trip
+    on later queries. ``strict_order`` iterative scans keep exact distance order and
+    only matter when a filter or ``min_score`` discards index rows.
+    """
+    info = conn.connection.info
+    if info.get(_HNSW_INFO_KEY) == ef_search:
+        return
+    conn.execute(
+        sa.select(
+            sa.func.set_config("hnsw.ef_search", str(ef_search), False),
+            sa.func.set_config("hnsw.iterative_scan", "strict_order", False),
+        )
+    )
+    info[_HNSW_INFO_KEY] = ef_search
 
 
 def _top(scores: np.ndarray, k: int, min_score: float | None) -> np.ndarray:
