@@ -150,6 +150,8 @@ def _flush_markers(session: Session) -> dict[uuid.UUID, str]:
 
 @event.listens_for(Session, "after_flush")
 def _after_flush(session: Session, flush_context: UOWTransaction) -> None:
+    if not _outbox:  # no engine in this process writes markers: nothing to look at
+        return
     connection = session.connection()
     if not outbox_enabled(connection):
         return
@@ -165,7 +167,7 @@ def _bulk_markers(state: ORMExecuteState) -> None:
     if not (state.is_update or state.is_delete):
         return
     table = _target_table(state.statement)
-    if table not in (EMBEDDINGS_TABLE, _MEMORIES_TABLE):
+    if not _outbox or table not in (EMBEDDINGS_TABLE, _MEMORIES_TABLE):
         return
     connection = state.session.connection()
     if not outbox_enabled(connection):

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from dbcore.DB_Memories import Memory, MemoryEmbedding, MemoryKind
@@ -23,10 +24,27 @@ from dbcore.embeddings import outbox_enabled, record_outbox
 from dbcore.errors import DimensionMismatchError, ValidationError
 from dbcore.types import new_uuid, utcnow
 
-__all__ = ["add_memories", "delete_memories", "as_memory_kind", "memory_metadata"]
+__all__ = [
+    "add_memories",
+    "delete_memories",
+    "as_memory_kind",
+    "memory_metadata",
+    "memory_records",
+    "MEMORY_METADATA_COLUMNS",
+]
 
 _MEM: sa.Table = Memory.__table__  # type: ignore[assignment]
 _ME: sa.Table = MemoryEmbedding.__table__  # type: ignore[assignment]
+#: The memories columns every vector store's metadata is made of (see memory_metadata).
+MEMORY_METADATA_COLUMNS = (
+    _MEM.c.agent_id,
+    _MEM.c.entity_id,
+    _MEM.c.room_id,
+    _MEM.c.world_id,
+    _MEM.c.kind,
+    _MEM.c.created_at,
+    _MEM.c.metadata,
+)
 _REQUIRED = ("agent_id", "entity_id", "room_id", "kind")
 _OPTIONAL = ("id", "world_id", "parent_id", "content", "metadata", "created_at", "is_unique", "embedding")
 _CHUNK = 500
@@ -146,6 +164,20 @@ def add_memories(
             if outbox_enabled(connection):
                 record_outbox(connection, ids, "upsert")
     return ids
+
+
+def memory_records(conn: Connection, memory_ids: Sequence[uuid.UUID]) -> list[tuple[str, np.ndarray, dict[str, Any]]]:
+    """``(id, float32 vector, metadata)`` of those memories that have an embedding, as vector stores hold them."""
+    records = []
+    for start in range(0, len(memory_ids), _CHUNK):
+        query = (
+            sa.select(_ME.c.memory_id, _ME.c.embedding, *MEMORY_METADATA_COLUMNS)
+            .join(_MEM, _MEM.c.id == _ME.c.memory_id)
+            .where(_ME.c.memory_id.in_(memory_ids[start : start + _CHUNK]))
+        )
+        for row in conn.execute(query):
+            records.append((str(row[0]), np.asarray(row[1], dtype=np.float32), memory_metadata(*row[2:])))
+    return records
 
 
 def delete_memories(session: Session, ids: Sequence[uuid.UUID]) -> int:

@@ -19,8 +19,7 @@ from the rows (and removes ids the rows do not have).
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from dbcore.DB_Memories import Memory, MemoryEmbedding, VectorOutbox
-from dbcore.memories import memory_metadata
+from dbcore.memories import memory_records
 from dbcore.vectorstores.base import VectorStore, chunked
 
 if TYPE_CHECKING:
@@ -111,22 +110,6 @@ def _engine_of(settings: Settings | None, engine: Engine | None) -> Engine:
     from dbcore.engine import get_engine
 
     return get_engine(settings)
-
-
-def memory_records(conn: Connection, memory_ids: Sequence[uuid.UUID]) -> list[tuple[str, np.ndarray, dict[str, Any]]]:
-    """``(id, vector, metadata)`` of those memories that have an embedding, as external stores hold them."""
-    from dbcore.vectorstores.integrated import MEMORY_METADATA_COLUMNS
-
-    records = []
-    for part in chunked(list(memory_ids), _IN_CHUNK):
-        query = (
-            sa.select(_ME.c.memory_id, _ME.c.embedding, *MEMORY_METADATA_COLUMNS)
-            .join(_MEM, _MEM.c.id == _ME.c.memory_id)
-            .where(_ME.c.memory_id.in_(part))
-        )
-        for row in conn.execute(query):
-            records.append((str(row[0]), row[1], memory_metadata(*row[2:])))
-    return records
 
 
 def _pending_count(conn: Connection) -> int:

@@ -48,7 +48,7 @@ from dbcore.DB_Memories import Memory, MemoryEmbedding, MemoryKind
 from dbcore.embeddings import embedding_version, install_embedding_hooks
 from dbcore.engine import has_pgvector
 from dbcore.errors import DataError, DimensionMismatchError, ValidationError
-from dbcore.memories import memory_metadata
+from dbcore.memories import MEMORY_METADATA_COLUMNS, memory_metadata, memory_records
 from dbcore.types import new_uuid, utcnow
 from dbcore.vectorstores.base import Match, PreparedRecord, Record, StoreHealth, VectorStore, chunked
 from dbcore.vectorstores.filters import (
@@ -65,7 +65,7 @@ from dbcore.vectorstores.filters import (
 if TYPE_CHECKING:
     from dbcore.config import Settings
 
-__all__ = ["IntegratedVectorStore", "create_store", "clear_matrix_cache", "MEMORY_METADATA_COLUMNS"]
+__all__ = ["IntegratedVectorStore", "create_store", "clear_matrix_cache"]
 
 _ME: sa.Table = MemoryEmbedding.__table__  # type: ignore[assignment]
 _MEM: sa.Table = Memory.__table__  # type: ignore[assignment]
@@ -80,15 +80,15 @@ _EF_SEARCH_DEFAULT = 200
 _HNSW_INFO_KEY = "dbcore_hnsw_ef_search"
 
 
-MEMORY_METADATA_COLUMNS = (
-    _MEM.c.agent_id,
-    _MEM.c.entity_id,
-    _MEM.c.room_id,
-    _MEM.c.world_id,
-    _MEM.c.kind,
-    _MEM.c.created_at,
-    _MEM.c.metadata,
-)
+def _memory_ids(ids: Sequence[str]) -> list[uuid.UUID]:
+    """The ids that are UUIDs; others were never stored (not an error, as on every backend)."""
+    found = []
+    for raw in ids:
+        try:
+            found.append(uuid.UUID(raw))
+        except ValueError:
+            continue
+    return found
 
 
 def _row_metadata(row: Sequence[Any]) -> dict[str, Any]:
@@ -399,12 +399,7 @@ class IntegratedVectorStore(VectorStore):
                 )
 
     def _delete_ids(self, ids: Sequence[str]) -> None:
-        memory_ids = []
-        for raw in ids:
-            try:
-                memory_ids.append(uuid.UUID(raw))
-            except ValueError:
-                continue  # never stored: not an error, like every other backend
+        memory_ids = _memory_ids(ids)
         if not memory_ids:
             return
         with self._engine.begin() as conn:
@@ -421,23 +416,8 @@ class IntegratedVectorStore(VectorStore):
     # --- reads -------------------------------------------------------------------------
 
     def _get(self, ids: Sequence[str]) -> Iterable[Record]:
-        memory_ids = []
-        for raw in ids:
-            try:
-                memory_ids.append(uuid.UUID(raw))
-            except ValueError:
-                continue
-        records = []
         with self._engine.connect() as conn:
-            for part in chunked(memory_ids, _IN_CHUNK):
-                query = (
-                    sa.select(_ME.c.memory_id, _ME.c.embedding, *MEMORY_METADATA_COLUMNS)
-                    .join(_MEM, _MEM.c.id == _ME.c.memory_id)
-                    .where(_ME.c.memory_id.in_(part))
-                )
-                for row in conn.execute(query):
-                    records.append(Record(str(row[0]), np.asarray(row[1], dtype=np.float32), _row_metadata(row[2:])))
-        return records
+            return [Record(*row) for row in memory_records(conn, _memory_ids(ids))]
 
     def _count(self) -> int:
         with self._engine.connect() as conn:
