@@ -522,6 +522,10 @@ def bench_sqlite(
     out: dict[str, Any] = {
         "insert": insert,
         "numpy_exact": {**stats(times["numpy_exact"]), "recall": r(recall(rows["numpy_exact"], exact, k), 4)},
+        "raw_pgvector_binary": {
+            **stats(times["raw_pgvector_binary"]),
+            "recall": r(recall(rows["raw_pgvector_binary"], exact, k), 4),
+        },
         "integrated": {
             **stats(times["integrated"]),
             "recall": r(recall(rows["integrated"], exact, k), 4),
@@ -636,6 +640,8 @@ def _pg_queries(
     exact: list[list[int]],
     exact_room: list[list[int]],
 ) -> dict[str, Any]:
+    from pgvector.psycopg import register_vector
+
     index_of = {mid: i for i, mid in enumerate(ids)}
     index_of_str = {str(mid): i for i, mid in enumerate(ids)}
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -691,6 +697,18 @@ def _pg_queries(
             conn.exec_driver_sql("SET LOCAL hnsw.iterative_scan = strict_order")
             return conn.exec_driver_sql(knn_sql, (text,)).all()
 
+    def raw_pgvector_binary(q: np.ndarray) -> list[Any]:
+        # Reference: the baseline with the vector sent in pgvector's binary format (pgvector-python's
+        # register_vector on the connection, numpy array as the parameter), as dbcore sends it.
+        with engine.connect() as conn:
+            raw_session(conn)
+            if not conn.connection.info.get("bench_binary"):
+                register_vector(conn.connection.dbapi_connection)
+                conn.commit()
+                conn.connection.info["bench_binary"] = True
+            with conn.begin():
+                return conn.exec_driver_sql(knn_sql, (q,)).all()
+
     held = engine.connect()
     for statement in settings_sql.split("; "):
         held.exec_driver_sql(statement)
@@ -717,9 +735,16 @@ def _pg_queries(
             "raw_pgvector": raw_pgvector,
             "raw_pgvector_set_local": raw_pgvector_set_local,
             "raw_pgvector_held": raw_pgvector_held,
+            "raw_pgvector_binary": raw_pgvector_binary,
             "integrated": integrated,
         },
-        {"raw_pgvector": rows_of, "raw_pgvector_set_local": rows_of, "raw_pgvector_held": rows_of, "integrated": by_id},
+        {
+            "raw_pgvector": rows_of,
+            "raw_pgvector_set_local": rows_of,
+            "raw_pgvector_held": rows_of,
+            "raw_pgvector_binary": rows_of,
+            "integrated": by_id,
+        },
         data,
     )
 
@@ -779,6 +804,10 @@ def _pg_queries(
             **stats(times["raw_pgvector_held"]),
             "recall": r(recall(rows["raw_pgvector_held"], exact, k), 4),
         },
+        "raw_pgvector_binary": {
+            **stats(times["raw_pgvector_binary"]),
+            "recall": r(recall(rows["raw_pgvector_binary"], exact, k), 4),
+        },
         "integrated": {
             **stats(times["integrated"]),
             "recall": r(recall(rows["integrated"], exact, k), 4),
@@ -804,6 +833,7 @@ def _pg_queries(
         "ratio": r(int_med / base_med),
         "ratio_vs_set_local": r(int_med / statistics.median(times["raw_pgvector_set_local"])),
         "ratio_vs_held_connection": r(int_med / statistics.median(times["raw_pgvector_held"])),
+        "ratio_vs_binary": r(int_med / statistics.median(times["raw_pgvector_binary"])),
     }
     out["checks"] = {
         "ratio": {
@@ -1051,6 +1081,8 @@ def table(results: dict[str, Any]) -> str:
         row(f"raw pgvector SQL, HNSW ef_search={p['ef_search']} (baseline)", None, p["raw_pgvector"])
         row("raw pgvector SQL, SET LOCAL per query (reference)", None, p["raw_pgvector_set_local"])
         row("raw pgvector SQL, held connection (reference)", None, p["raw_pgvector_held"])
+        if "raw_pgvector_binary" in p:
+            row("raw pgvector SQL, binary vector (reference)", None, p["raw_pgvector_binary"])
         row(
             "integrated / PostgreSQL (pgvector HNSW)",
             p["integrated"]["build_s"],
@@ -1061,6 +1093,10 @@ def table(results: dict[str, Any]) -> str:
         row("raw pgvector SQL, room filter (baseline)", None, f["raw_pgvector"])
         row("integrated / PostgreSQL, room filter", None, f["integrated"])
         row("pgvector exact seq scan (reference)", None, p["exact_seqscan"])
+        lines.append(
+            f"  integrated / raw: {fmt(p['ratio'], 3)} (baseline), {fmt(p.get('ratio_vs_binary'), 3)} (binary vector), "
+            f"{fmt(p['ratio_vs_set_local'], 3)} (SET LOCAL), {fmt(p['ratio_vs_held_connection'], 3)} (held connection)"
+        )
     c = results.get("chroma")
     if c:
         mem = c["memory"]

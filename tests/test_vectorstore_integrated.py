@@ -9,11 +9,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import subprocess
 import sys
 import textwrap
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -188,23 +192,112 @@ def test_selective_filter_still_returns_k(ready: tuple[dbcore.Settings, Engine, 
     assert len(store.query(query, k=10)) == 10 and crowd
 
 
+@contextlib.contextmanager
+def store_query_plans(engine: Engine) -> Iterator[list[str]]:
+    """EXPLAIN of every pgvector statement run on ``engine``, as sent: same SQL, same bound parameters.
+
+    The EXPLAIN runs on the store's own connection and transaction, right after the
+    statement, with sequential scans off so a tiny table shows the planner's index choice.
+    """
+    plans: list[str] = []
+
+    def explain(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        if "<=>" in statement and not statement.startswith("EXPLAIN"):
+            with cursor.connection.cursor() as other:
+                other.execute("SET LOCAL enable_seqscan = off")
+                other.execute("EXPLAIN " + statement, parameters)
+                plans.append("\n".join(str(row[0]) for row in other.fetchall()))
+
+    sa.event.listen(engine, "after_cursor_execute", explain)
+    try:
+        yield plans
+    finally:
+        sa.event.remove(engine, "after_cursor_execute", explain)
+
+
 def test_pgvector_query_uses_the_hnsw_index(
     ready: tuple[dbcore.Settings, Engine, dict[str, Any]], dialect: str
 ) -> None:
     if dialect != "postgresql":
         pytest.skip("the HNSW index exists on PostgreSQL with pgvector only")
     _, engine, parents = ready
-    _add(engine, parents, _vectors(300, 10))
-    query = _vectors(1, 11)[0]
+    vectors = _vectors(300, 10)
+    ids = _add(engine, parents, vectors)
     with engine.connect() as conn:
         conn.exec_driver_sql("ANALYZE memory_embeddings")
-        conn.exec_driver_sql("SET enable_seqscan = off")  # tiny table: make the planner show its index choice
-        literal = "[" + ",".join(f"{v:.6f}" for v in query.tolist()) + "]"
-        rows = conn.exec_driver_sql(
-            "EXPLAIN SELECT memory_id FROM memory_embeddings ORDER BY embedding <=> %s::vector LIMIT 10", (literal,)
-        )
-        plan = "\n".join(str(row[0]) for row in rows)
-    assert "ix_memory_embeddings_embedding_hnsw" in plan
+    store = IntegratedVectorStore(engine)
+    query = _vectors(1, 11)[0]
+    with store_query_plans(engine) as plans:
+        got = store.query(query, k=10, include_metadata=False)
+    assert [m.id for m in got] == _exact(vectors, ids, query, 10)
+    assert len(plans) == 1  # the index answered: no exact rescan
+    assert "Index Scan using ix_memory_embeddings_embedding_hnsw" in plans[0], plans[0]
+
+
+_HALFVEC_SCRIPT = """
+import json, sys
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+import dbcore
+from dbcore import migrate
+from dbcore.memories import add_memories
+from dbcore.vectorstores.integrated import IntegratedVectorStore
+from tests.test_vectorstore_integrated import store_query_plans
+
+settings = dbcore.Settings(database_url=sys.argv[1])
+migrate.upgrade(settings, "head")
+engine = dbcore.create_engine(settings)
+with Session(engine) as session:
+    agent = dbcore.Agent(name="halfvec")
+    session.add(agent)
+    session.flush()
+    entity, room = dbcore.Entity(agent_id=agent.id), dbcore.Room(kind=dbcore.RoomKind(1))
+    session.add_all([entity, room])
+    session.flush()
+    vectors = np.random.default_rng(21).normal(size=(200, 2048)).astype(np.float32)
+    base = {"agent_id": agent.id, "entity_id": entity.id, "room_id": room.id, "kind": "message"}
+    ids = [str(i) for i in add_memories(session, [base] * len(vectors), vectors)]
+    session.commit()
+with engine.connect() as conn:
+    conn.exec_driver_sql("ANALYZE memory_embeddings")
+    index = conn.exec_driver_sql(
+        "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_memory_embeddings_embedding_hnsw'"
+    ).scalar_one()
+store = IntegratedVectorStore(engine)
+query = np.random.default_rng(22).normal(size=2048).astype(np.float32)
+with store_query_plans(engine) as plans:
+    got = store.query(query, k=10, include_metadata=False)
+unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+scores = unit @ (query / np.linalg.norm(query))
+exact = [ids[i] for i in np.argsort(-scores)[:10]]
+print(json.dumps({"index": index, "plans": plans, "got": [m.id for m in got], "exact": exact,
+                  "scores": [m.score for m in got], "exact_scores": sorted(scores.tolist(), reverse=True)[:10]}))
+"""
+
+
+def test_pgvector_above_2000_dimensions_uses_the_halfvec_index(settings: dbcore.Settings, dialect: str) -> None:
+    """DBCORE_VECTOR_DIMS=2048 (read when dbcore is imported, so in a child process): halfvec index and query."""
+    if dialect != "postgresql":
+        pytest.skip("halfvec is pgvector's")
+    env = {**os.environ, "DBCORE_VECTOR_DIMS": "2048"}
+    url = settings.url.render_as_string(hide_password=False)
+    done = subprocess.run(
+        [sys.executable, "-c", _HALFVEC_SCRIPT, url],
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "halfvec(2048)" in result["index"] and "halfvec_cosine_ops" in result["index"]
+    assert len(result["plans"]) == 1 and "ix_memory_embeddings_embedding_hnsw" in result["plans"][0]
+    assert result["got"] == result["exact"]
+    # halfvec keeps about 3 significant digits: scores agree with float32 numpy to that precision
+    assert np.allclose(result["scores"], result["exact_scores"], atol=2e-3)
 
 
 def test_dimension_and_input_errors_write_nothing(ready: tuple[dbcore.Settings, Engine, dict[str, Any]]) -> None:

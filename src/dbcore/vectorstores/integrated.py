@@ -32,7 +32,9 @@ strings only, a bool condition JSON booleans only (the reference semantics of
 
 from __future__ import annotations
 
+import functools
 import re
+import struct
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -78,6 +80,7 @@ _EF_SEARCH_MAX = 1000
 #: dbcore's default hnsw.ef_search: pgvector's 40 gave recall@10 0.90 and 100 gave 0.945-0.99 in benchmarks/
 _EF_SEARCH_DEFAULT = 200
 _HNSW_INFO_KEY = "dbcore_hnsw_ef_search"
+_BINARY_INFO_KEY = "dbcore_binary_vector"
 
 
 def _memory_ids(ids: Sequence[str]) -> list[uuid.UUID]:
@@ -310,6 +313,7 @@ class IntegratedVectorStore(VectorStore):
         self._metadata_keys = frozenset(keys)
         self._cache_key = (engine.url.render_as_string(hide_password=True), dims)
         self._resolved: str | None = None
+        self._pg_cache: dict[tuple[bool, bool], tuple[sa.Select[Any], sa.Select[Any]]] = {}
         install_embedding_hooks(engine)
 
     def __repr__(self) -> str:
@@ -451,25 +455,27 @@ class IntegratedVectorStore(VectorStore):
 
     # --- pgvector ----------------------------------------------------------------------
 
-    def _distance(self, vector: np.ndarray) -> sa.ColumnElement[float]:
+    def _pg_statements(
+        self, include_metadata: bool, condition: sa.ColumnElement[bool] | None, with_min_score: bool
+    ) -> tuple[sa.Select[Any], sa.Select[Any]]:
+        """The HNSW top-k statement and its exact-scan twin, with the vector, k and min_score as parameters.
+
+        Unfiltered shapes are built once per store: rebuilding a statement costs more than the
+        index scan's client side (benchmarks/vector_search.py).
+        """
+        key = (include_metadata, with_min_score)
+        if condition is None and key in self._pg_cache:
+            return self._pg_cache[key]
+        from pgvector.sqlalchemy import HALFVEC, VECTOR
+
+        query_vector = sa.cast(sa.bindparam("query_vector", type_=_QueryVector()), VECTOR(self.dims))
         if self.dims <= 2000:
-            return _ME.c.embedding.cosine_distance(vector)  # type: ignore[attr-defined,no-any-return]
-        from pgvector.sqlalchemy import HALFVEC
-
-        halfvec = HALFVEC(self.dims)
-        return sa.cast(_ME.c.embedding, halfvec).op("<=>", return_type=sa.Float)(
-            sa.cast(sa.bindparam(None, vector.tolist(), type_=sa.ARRAY(sa.Float)), halfvec)
-        )
-
-    def _query_pgvector(
-        self,
-        vector: np.ndarray,
-        k: int,
-        condition: sa.ColumnElement[bool] | None,
-        min_score: float | None,
-        include_metadata: bool,
-    ) -> list[Match]:
-        raw_distance = self._distance(vector)
+            raw_distance = _ME.c.embedding.cosine_distance(query_vector)  # type: ignore[attr-defined]
+        else:
+            halfvec = HALFVEC(self.dims)  # the expression index the migrations create above 2,000
+            raw_distance = sa.cast(_ME.c.embedding, halfvec).op("<=>", return_type=sa.Float)(
+                sa.cast(query_vector, halfvec)
+            )
         distance = raw_distance.label("distance")
         columns: list[Any] = [_ME.c.memory_id, distance]
         if include_metadata:
@@ -479,19 +485,38 @@ class IntegratedVectorStore(VectorStore):
             query = query.join(_MEM, _MEM.c.id == _ME.c.memory_id)
         if condition is not None:
             query = query.where(condition)
+        if with_min_score:
+            query = query.where(raw_distance <= sa.bindparam("max_distance", type_=sa.Float))
+        limit = sa.bindparam("k", type_=sa.Integer)
+        # The exact twin orders by distance + 0, which keeps the planner off the index.
+        statements = (query.order_by(distance).limit(limit), query.order_by(raw_distance + 0.0).limit(limit))
+        if condition is None:
+            self._pg_cache[key] = statements
+        return statements
+
+    def _query_pgvector(
+        self,
+        vector: np.ndarray,
+        k: int,
+        condition: sa.ColumnElement[bool] | None,
+        min_score: float | None,
+        include_metadata: bool,
+    ) -> list[Match]:
+        indexed, exact = self._pg_statements(include_metadata, condition, min_score is not None)
+        params: dict[str, Any] = {"query_vector": vector, "k": k}
         if min_score is not None:
-            query = query.where(raw_distance <= 1.0 - min_score)
+            params["max_distance"] = 1.0 - min_score
         ef_search = self.ef_search_for(k)
         with self._engine.connect() as conn:
             try:
                 with conn.begin():
-                    _hnsw_settings(conn, ef_search)
-                    rows = conn.execute(query.order_by(distance).limit(k)).all()
+                    _prepare_pg_connection(conn, ef_search)
+                    rows = conn.execute(indexed, params).all()
                     if len(rows) < k:
                         # The index ran out before k rows matched (a selective filter, a high min_score,
                         # or fewer rows than k); an exact scan answers, so k rows come back whenever k
-                        # rows match. The +0 keeps the planner off the index.
-                        rows = conn.execute(query.order_by(raw_distance + 0.0).limit(k)).all()
+                        # rows match.
+                        rows = conn.execute(exact, params).all()
             except Exception:
                 conn.info.pop(_HNSW_INFO_KEY, None)  # the rollback undid the settings
                 raise
@@ -601,14 +626,20 @@ class IntegratedVectorStore(VectorStore):
         return found
 
 
-def _hnsw_settings(conn: Connection, ef_search: int) -> None:
-    """Set ``hnsw.ef_search`` and iterative scans on this pooled connection, once per value.
+def _prepare_pg_connection(conn: Connection, ef_search: int) -> None:
+    """Make this pooled connection ready for dbcore's pgvector queries, once per connection.
 
-    Session-level settings (kept with the connection in the pool) cost no round trip
-    on later queries. ``strict_order`` iterative scans keep exact distance order and
-    only matter when a filter or ``min_score`` discards index rows.
+    Sets ``hnsw.ef_search`` and ``strict_order`` iterative scans at session level (kept
+    with the connection in the pool, so later queries pay no round trip; iterative
+    scans keep exact distance order and only matter when a filter or ``min_score``
+    discards index rows), and on psycopg 3 registers the binary dumper of query vectors.
     """
     info = conn.connection.info
+    if conn.dialect.driver == "psycopg" and not info.get(_BINARY_INFO_KEY):
+        conn.connection.dbapi_connection.adapters.register_dumper(  # type: ignore[union-attr]
+            _BinaryVector, _binary_vector_dumper()
+        )
+        info[_BINARY_INFO_KEY] = True
     if info.get(_HNSW_INFO_KEY) == ef_search:
         return
     conn.execute(
@@ -618,6 +649,50 @@ def _hnsw_settings(conn: Connection, ef_search: int) -> None:
         )
     )
     info[_HNSW_INFO_KEY] = ef_search
+
+
+class _BinaryVector:
+    """A query vector in pgvector's binary format (big-endian dims, unused, float32 values)."""
+
+    __slots__ = ("payload",)
+
+    def __init__(self, vector: np.ndarray) -> None:
+        self.payload = struct.pack(">HH", vector.shape[0], 0) + vector.astype(">f4", copy=False).tobytes()
+
+
+@functools.cache
+def _binary_vector_dumper() -> type:
+    """psycopg 3's dumper for :class:`_BinaryVector` (imported late: psycopg is an optional extra)."""
+    from psycopg.adapt import Dumper
+    from psycopg.pq import Format
+
+    class BinaryVectorDumper(Dumper):
+        format = Format.BINARY  # oid 0: the server takes the type from the CAST around the parameter
+
+        def dump(self, obj: _BinaryVector) -> bytes:
+            return obj.payload
+
+    return BinaryVectorDumper
+
+
+def _vector_text(vector: np.ndarray) -> str:
+    return "[" + ",".join(map(repr, vector.tolist())) + "]"
+
+
+class _QueryVector(sa.types.UserDefinedType[Any]):
+    """The type of a bound query vector: pgvector's binary format on psycopg 3, its text format elsewhere.
+
+    Binary skips formatting 384 floats as text on every query; the statement casts the
+    parameter to ``vector(dims)``, which also makes the server check the dimension.
+    """
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "vector"
+
+    def bind_processor(self, dialect: sa.Dialect) -> Any:
+        return _BinaryVector if dialect.driver == "psycopg" else _vector_text
 
 
 def _top(scores: np.ndarray, k: int, min_score: float | None) -> np.ndarray:
