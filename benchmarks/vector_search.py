@@ -522,10 +522,6 @@ def bench_sqlite(
     out: dict[str, Any] = {
         "insert": insert,
         "numpy_exact": {**stats(times["numpy_exact"]), "recall": r(recall(rows["numpy_exact"], exact, k), 4)},
-        "raw_pgvector_binary": {
-            **stats(times["raw_pgvector_binary"]),
-            "recall": r(recall(rows["raw_pgvector_binary"], exact, k), 4),
-        },
         "integrated": {
             **stats(times["integrated"]),
             "recall": r(recall(rows["integrated"], exact, k), 4),
