@@ -551,14 +551,15 @@ class IntegratedVectorStore(VectorStore):
         for batch_ids, block in batches:
             if filled + len(batch_ids) > vectors.shape[0]:
                 vectors = np.resize(vectors, (filled + len(batch_ids), self.dims))
-            vectors[filled : filled + len(batch_ids)] = block
+            target = vectors[filled : filled + len(batch_ids)]
+            target[...] = block
+            # Normalised block by block: no temporary as large as the matrix.
+            norms = np.sqrt(np.einsum("ij,ij->i", target, target))
+            norms[norms == 0] = 1.0
+            target /= norms[:, None]
             raw_ids.extend(batch_ids)
             filled += len(batch_ids)
-        vectors = vectors[: len(raw_ids)]
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        norms[norms == 0] = 1.0
-        vectors /= norms
-        return _Matrix(version=version, raw_ids=raw_ids, vectors=vectors)
+        return _Matrix(version=version, raw_ids=raw_ids, vectors=vectors[: len(raw_ids)])
 
     def _batches_bytes(self, conn: Connection) -> Iterator[tuple[list[Any], np.ndarray]]:
         """(raw ids, float32 block) per batch, straight from the driver's cursor: no per-row processing."""
