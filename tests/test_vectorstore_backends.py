@@ -367,6 +367,8 @@ def test_delete_by_filter(store: VectorStore) -> None:
     assert store.get(sorted(doomed)) == []
     q = _query_vector(5)
     assert_same(store.query(q, k=10), [w for w in expected(q, N) if w[0] not in doomed][:10])
+    # The integrated store keeps the memories: a filter matching only them finds no vectors.
+    assert store.query(q, k=10, filter=flt) == []
 
 
 def test_delete_needs_ids_or_filter(store: VectorStore) -> None:

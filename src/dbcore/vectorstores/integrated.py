@@ -245,7 +245,7 @@ class _Matrix:
     def positions(self, raw_ids: Iterable[Any]) -> np.ndarray:
         if self.index is None:
             self.index = {raw: i for i, raw in enumerate(self.raw_ids)}
-        found = [self.index[r] for r in raw_ids if r in self.index]
+        found = [p for p in map(self.index.get, raw_ids) if p is not None]
         return np.fromiter(found, dtype=np.int64, count=len(found))
 
 
@@ -599,9 +599,8 @@ class IntegratedVectorStore(VectorStore):
         with self._engine.connect() as conn, conn.begin():
             matrix = self._matrix(conn)
             if condition is not None:
-                allowed = conn.execute(
-                    sa.select(_raw(_ME.c.memory_id)).join(_MEM, _MEM.c.id == _ME.c.memory_id).where(condition)
-                ).scalars()
+                # Filters read memories only; ids without an embedding are not in the matrix and drop out.
+                allowed = conn.execute(sa.select(_raw(_MEM.c.id)).where(condition)).scalars().all()
                 rows = matrix.positions(allowed)
                 scores = matrix.vectors[rows] @ query_unit
             else:
