@@ -234,6 +234,32 @@ def test_pgvector_query_uses_the_hnsw_index(
     assert "Index Scan using ix_memory_embeddings_embedding_hnsw" in plans[0], plans[0]
 
 
+def test_pgvector_query_through_psycopg2_sends_text(
+    ready: tuple[dbcore.Settings, Engine, dict[str, Any]], dialect: str
+) -> None:
+    """psycopg2 has no binary dumper: the query vector goes as pgvector text, with the same results."""
+    if dialect != "postgresql":
+        pytest.skip("the pgvector search path needs PostgreSQL with pgvector")
+    settings, engine, parents = ready
+    vectors = _vectors(120, 30)
+    ids = _add(engine, parents, vectors)
+    url = settings.url.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+    other = dbcore.create_engine(dbcore.Settings(database_url=url))
+    try:
+        binary, text = IntegratedVectorStore(engine), IntegratedVectorStore(other)
+        assert text.search_path == "pgvector"
+        for seed in (31, 32, 33):
+            query = _vectors(1, seed)[0]
+            got_text = text.query(query, k=10, min_score=-1.0)
+            got_binary = binary.query(query, k=10, min_score=-1.0)
+            assert [m.id for m in got_text] == [m.id for m in got_binary] == _exact(vectors, ids, query, 10)
+            assert np.allclose([m.score for m in got_text], [m.score for m in got_binary], atol=1e-6)
+        with pytest.raises(DimensionMismatchError):
+            text.query(np.ones(DIMS + 1))
+    finally:
+        other.dispose()
+
+
 _HALFVEC_SCRIPT = """
 import json, sys
 import numpy as np
