@@ -84,6 +84,7 @@ from sqlalchemy.orm import Session  # noqa: E402
 import dbcore  # noqa: E402
 from dbcore import migrate  # noqa: E402
 from dbcore.memories import add_memories  # noqa: E402
+from dbcore.testing import add_memory_parents  # noqa: E402
 from dbcore.vectorstores import F  # noqa: E402
 from dbcore.vectorstores.integrated import IntegratedVectorStore, clear_matrix_cache  # noqa: E402
 
@@ -256,15 +257,8 @@ def make_db(url: str) -> tuple[sa.Engine, dict[str, Any]]:
     migrate.upgrade(settings, "head")
     engine = dbcore.create_engine(settings)
     with Session(engine) as ses:
-        agent = dbcore.Agent(name="bench")
-        ses.add(agent)
-        ses.flush()
-        entity = dbcore.Entity(agent_id=agent.id)
-        rooms = [dbcore.Room(kind=dbcore.RoomKind(1)) for _ in range(N_ROOMS)]
-        ses.add(entity)
-        ses.add_all(rooms)
+        parents = add_memory_parents(ses, rooms=N_ROOMS, name="bench")
         ses.commit()
-        parents = {"agent_id": agent.id, "entity_id": entity.id, "room_ids": [room.id for room in rooms]}
     return engine, parents
 
 

@@ -31,6 +31,7 @@ from dbcore.DB_Memories import EMBEDDING_DIMS, Memory, MemoryEmbedding
 from dbcore.embeddings import embedding_version
 from dbcore.errors import DimensionMismatchError, ValidationError
 from dbcore.memories import add_memories
+from dbcore.testing import add_memory_parents
 from dbcore.vectorstores import F
 from dbcore.vectorstores.integrated import IntegratedVectorStore, clear_matrix_cache
 
@@ -41,14 +42,9 @@ DIMS = EMBEDDING_DIMS
 def ready(migrated: dbcore.Settings) -> Iterator[tuple[dbcore.Settings, Engine, dict[str, Any]]]:
     engine = dbcore.create_engine(migrated)
     with Session(engine) as session:
-        agent = dbcore.Agent(name="integrated")
-        session.add(agent)
-        session.flush()
-        entity = dbcore.Entity(agent_id=agent.id)
-        rooms = [dbcore.Room(kind=dbcore.RoomKind(1)) for _ in range(4)]
-        session.add_all([entity, *rooms])
+        made = add_memory_parents(session, rooms=4, name="integrated")
         session.commit()
-        parents = {"agent_id": agent.id, "entity_id": entity.id, "rooms": [r.id for r in rooms]}
+    parents = {"agent_id": made["agent_id"], "entity_id": made["entity_id"], "rooms": made["room_ids"]}
     clear_matrix_cache()
     yield migrated, engine, parents
     engine.dispose()
@@ -268,6 +264,7 @@ from sqlalchemy.orm import Session
 import dbcore
 from dbcore import migrate
 from dbcore.memories import add_memories
+from dbcore.testing import add_memory_parents
 from dbcore.vectorstores.integrated import IntegratedVectorStore
 from tests.test_vectorstore_integrated import store_query_plans
 
@@ -275,14 +272,10 @@ settings = dbcore.Settings(database_url=sys.argv[1])
 migrate.upgrade(settings, "head")
 engine = dbcore.create_engine(settings)
 with Session(engine) as session:
-    agent = dbcore.Agent(name="halfvec")
-    session.add(agent)
-    session.flush()
-    entity, room = dbcore.Entity(agent_id=agent.id), dbcore.Room(kind=dbcore.RoomKind(1))
-    session.add_all([entity, room])
-    session.flush()
+    parents = add_memory_parents(session, name="halfvec")
     vectors = np.random.default_rng(21).normal(size=(200, 2048)).astype(np.float32)
-    base = {"agent_id": agent.id, "entity_id": entity.id, "room_id": room.id, "kind": "message"}
+    base = {"agent_id": parents["agent_id"], "entity_id": parents["entity_id"],
+            "room_id": parents["room_ids"][0], "kind": "message"}
     ids = [str(i) for i in add_memories(session, [base] * len(vectors), vectors)]
     session.commit()
 with engine.connect() as conn:

@@ -28,6 +28,7 @@ from dbcore.cli import main
 from dbcore.DB_Memories import EMBEDDING_DIMS, Memory, MemoryEmbedding, VectorOutbox
 from dbcore.errors import ForeignKeyViolation, ValidationError
 from dbcore.memories import add_memories, delete_memories
+from dbcore.testing import add_memory_parents
 from dbcore.vectorstores.base import Match, PreparedRecord, Record, StoreHealth, VectorStore
 from dbcore.vectorstores.filters import Filter
 from tests.pinecone_local import PineconeLocal, running_index
@@ -134,14 +135,9 @@ def _prepare(settings: dbcore.Settings) -> tuple[Engine, dict[str, Any]]:
     migrate.upgrade(settings, "head")
     engine = dbcore.create_engine(settings)
     with Session(engine) as session:
-        agent = dbcore.Agent(name="sync")
-        session.add(agent)
-        session.flush()
-        entity = dbcore.Entity(agent_id=agent.id)
-        room = dbcore.Room(kind=dbcore.RoomKind(1))
-        session.add_all([entity, room])
+        made = add_memory_parents(session, name="sync")
         session.commit()
-        parents = {"agent_id": agent.id, "entity_id": entity.id, "room_id": room.id}
+    parents = {"agent_id": made["agent_id"], "entity_id": made["entity_id"], "room_id": made["room_ids"][0]}
     return engine, parents
 
 

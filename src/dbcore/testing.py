@@ -28,6 +28,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session
 
 __all__ = [
     "DialectUnavailable",
@@ -35,6 +36,7 @@ __all__ = [
     "isolated_database",
     "required_dialects",
     "EmbeddedPostgres",
+    "add_memory_parents",
 ]
 
 SERVER_DIALECTS = ("postgresql", "postgresql_novector", "mariadb", "mssql")
@@ -226,3 +228,22 @@ def _create_vector_extension(url: URL) -> None:
                 connection.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS vector")
     finally:
         engine.dispose()
+
+
+def add_memory_parents(session: Session, *, rooms: int = 1, name: str = "test") -> dict[str, Any]:
+    """Add the rows a memory refers to (an agent, one of its entities, ``rooms`` rooms) and flush.
+
+    Returns ``{"agent_id": ..., "entity_id": ..., "room_ids": [...]}``, ready for
+    :func:`dbcore.memories.add_memories`. The caller commits.
+    """
+    from dbcore.DB_Agents import Agent
+    from dbcore.DB_Entities import Entity, Room, RoomKind
+
+    agent = Agent(name=name)
+    session.add(agent)
+    session.flush()
+    entity = Entity(agent_id=agent.id)
+    made = [Room(kind=RoomKind(1)) for _ in range(rooms)]
+    session.add_all([entity, *made])
+    session.flush()
+    return {"agent_id": agent.id, "entity_id": entity.id, "room_ids": [room.id for room in made]}

@@ -676,7 +676,9 @@ def _binary_vector_dumper() -> type:
 
 
 def _vector_text(vector: np.ndarray) -> str:
-    return "[" + ",".join(map(repr, vector.tolist())) + "]"
+    from pgvector import Vector as PgVector
+
+    return PgVector(vector).to_text()
 
 
 class _QueryVector(sa.types.UserDefinedType[Any]):
