@@ -635,7 +635,7 @@ def _prepare_pg_connection(conn: Connection, ef_search: int) -> None:
     discards index rows), and on psycopg 3 registers the binary dumper of query vectors.
     """
     info = conn.connection.info
-    if conn.dialect.driver == "psycopg" and not info.get(_BINARY_INFO_KEY):
+    if _sends_binary(conn.dialect) and not info.get(_BINARY_INFO_KEY):
         conn.connection.dbapi_connection.adapters.register_dumper(  # type: ignore[union-attr]
             _BinaryVector, _binary_vector_dumper()
         )
@@ -649,6 +649,11 @@ def _prepare_pg_connection(conn: Connection, ef_search: int) -> None:
         )
     )
     info[_HNSW_INFO_KEY] = ef_search
+
+
+def _sends_binary(dialect: sa.Dialect) -> bool:
+    """Whether query vectors go in pgvector's binary format: psycopg 3, the driver with a dumper for it."""
+    return dialect.driver == "psycopg"
 
 
 class _BinaryVector:
@@ -694,7 +699,7 @@ class _QueryVector(sa.types.UserDefinedType[Any]):
         return "vector"
 
     def bind_processor(self, dialect: sa.Dialect) -> Any:
-        return _BinaryVector if dialect.driver == "psycopg" else _vector_text
+        return _BinaryVector if _sends_binary(dialect) else _vector_text
 
 
 def _top(scores: np.ndarray, k: int, min_score: float | None) -> np.ndarray:
