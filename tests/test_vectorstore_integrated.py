@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 import dbcore
 from dbcore.DB_Memories import EMBEDDING_DIMS, Memory, MemoryEmbedding
-from dbcore.embeddings import embedding_version
+from dbcore.vector_changes import embedding_version
 from dbcore.errors import DimensionMismatchError, ValidationError
 from dbcore.memories import add_memories
 from dbcore.testing import add_memory_parents

@@ -4,7 +4,7 @@
 when one is wrong; then it inserts the memories and their embeddings with two
 executemany statements. The embedding version counter is bumped in the same
 transaction, and outbox markers are written when an external vector store is
-configured (see :mod:`dbcore.embeddings`), so every backend sees the new rows.
+configured (see :mod:`dbcore.vector_changes`), so every backend sees the new rows.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from dbcore.DB_Memories import Memory, MemoryEmbedding, MemoryKind
-from dbcore.embeddings import outbox_enabled, record_outbox
+from dbcore.vector_changes import outbox_enabled, record_outbox
 from dbcore.errors import DimensionMismatchError, ValidationError
 from dbcore.types import new_uuid, utcnow
 

@@ -18,7 +18,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from dbcore.config import Settings
-from dbcore.embeddings import HNSW_INDEX_NAME
+from dbcore.vector_changes import HNSW_INDEX_NAME
 from dbcore.engine import create_engine
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 The relational rows are the system of record. A memory change made through a
 dbcore engine configured for an external store writes an outbox marker in the
-same transaction (see :mod:`dbcore.embeddings`), so a committed change always
+same transaction (see :mod:`dbcore.vector_changes`), so a committed change always
 leaves either the store updated or a marker saying it is not yet.
 
 :func:`sync` takes the markers in batches, reads each named memory's *current*

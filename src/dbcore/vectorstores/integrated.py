@@ -20,7 +20,7 @@ Two search paths, chosen per engine:
 - **numpy** (SQLite, MariaDB, SQL Server, PostgreSQL without pgvector): exact
   cosine search over the float32 bytes. The matrix is cached per process and per
   database; every query first reads ``embedding_versions`` (bumped in the same
-  transaction as every embedding write, see :mod:`dbcore.embeddings`) and
+  transaction as every embedding write, see :mod:`dbcore.vector_changes`) and
   reloads the matrix when it changed. Filters run in SQL and select the rows of
   the matrix to score. Results equal an exact numpy search over the rows.
 
@@ -47,7 +47,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from dbcore.DB_Memories import Memory, MemoryEmbedding, MemoryKind
-from dbcore.embeddings import embedding_version, install_embedding_hooks
+from dbcore.vector_changes import embedding_version, install_embedding_hooks
 from dbcore.engine import has_pgvector
 from dbcore.errors import DataError, DimensionMismatchError, ValidationError
 from dbcore.memories import MEMORY_METADATA_COLUMNS, memory_metadata, memory_records
