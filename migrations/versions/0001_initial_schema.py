@@ -17,7 +17,7 @@ import dbcore.DB_Auth
 import dbcore.DB_Entities
 import dbcore.DB_Memories
 import dbcore.types
-from dbcore.vector_changes import hnsw_index_sql
+from dbcore.migrate import hnsw_index_sql
 from dbcore.engine import has_pgvector
 
 revision: str = '0001'

@@ -18,7 +18,6 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from dbcore.config import Settings
-from dbcore.vector_changes import HNSW_INDEX_NAME
 from dbcore.engine import create_engine
 
 __all__ = [
@@ -34,10 +33,20 @@ __all__ = [
     "render_item",
     "prepare_connection",
     "HNSW_INDEX",
+    "HNSW_INDEX_NAME",
+    "hnsw_index_sql",
 ]
 
 #: The pgvector HNSW index on memory_embeddings: made by the migrations where pgvector exists.
+HNSW_INDEX_NAME = "ix_memory_embeddings_embedding_hnsw"
 HNSW_INDEX = HNSW_INDEX_NAME
+
+
+def hnsw_index_sql(dims: int) -> str:
+    """The CREATE INDEX statement of the HNSW cosine index (halfvec above 2,000 dimensions)."""
+    dims = int(dims)
+    target = "embedding vector_cosine_ops" if dims <= 2000 else f"(embedding::halfvec({dims})) halfvec_cosine_ops"
+    return f"CREATE INDEX IF NOT EXISTS {HNSW_INDEX_NAME} ON memory_embeddings USING hnsw ({target})"
 
 
 def migrations_dir() -> Path:

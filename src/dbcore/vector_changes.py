@@ -39,12 +39,9 @@ __all__ = [
     "enable_outbox",
     "outbox_enabled",
     "record_outbox",
-    "hnsw_index_sql",
-    "HNSW_INDEX_NAME",
 ]
 
 EMBEDDINGS_TABLE = "memory_embeddings"
-HNSW_INDEX_NAME = "ix_memory_embeddings_embedding_hnsw"
 _MEMORIES_TABLE = "memories"
 
 _hooked: weakref.WeakSet[Engine] = weakref.WeakSet()
@@ -55,13 +52,6 @@ def _tables() -> tuple[sa.Table, sa.Table]:
     from dbcore.DB_Memories import EmbeddingVersion, VectorOutbox
 
     return EmbeddingVersion.__table__, VectorOutbox.__table__  # type: ignore[return-value]
-
-
-def hnsw_index_sql(dims: int) -> str:
-    """The CREATE INDEX statement of the HNSW cosine index (halfvec above 2,000 dimensions)."""
-    dims = int(dims)
-    target = "embedding vector_cosine_ops" if dims <= 2000 else f"(embedding::halfvec({dims})) halfvec_cosine_ops"
-    return f"CREATE INDEX IF NOT EXISTS {HNSW_INDEX_NAME} ON {EMBEDDINGS_TABLE} USING hnsw ({target})"
 
 
 def bump_embedding_version(connection: Connection, name: str = EMBEDDINGS_TABLE) -> None:
