@@ -28,10 +28,10 @@ from sqlalchemy.orm import Session
 
 import dbcore
 from dbcore.DB_Memories import EMBEDDING_DIMS, Memory, MemoryEmbedding
-from dbcore.vector_changes import embedding_version
 from dbcore.errors import DimensionMismatchError, ValidationError
 from dbcore.memories import add_memories
 from dbcore.testing import add_memory_parents
+from dbcore.vector_changes import embedding_version
 from dbcore.vectorstores import F
 from dbcore.vectorstores.integrated import IntegratedVectorStore, clear_matrix_cache
 
@@ -378,10 +378,10 @@ def test_filters_compile_for_sql_server() -> None:
     """SQL Server runs live in the GitHub workflow; here every filter form must at least compile for it."""
     from sqlalchemy.dialects import mssql
 
-    from dbcore.vectorstores.integrated import _FilterCompiler
+    from dbcore.vectorstores.sql_filters import SqlFilterCompiler
     from tests.test_vectorstore_backends import FILTERS, METADATA_KEYS
 
-    compiler = _FilterCompiler("mssql", frozenset(METADATA_KEYS))
+    compiler = SqlFilterCompiler("mssql", frozenset(METADATA_KEYS))
     for name, spec in FILTERS.items():
         sql = str(compiler.compile(dbcore.Filter.parse(spec)).compile(dialect=mssql.dialect()))
         assert sql, name

@@ -19,8 +19,8 @@ from sqlalchemy.engine import Engine, ExceptionContext
 from sqlalchemy.pool import NullPool, StaticPool
 
 from dbcore.config import Settings
-from dbcore.vector_changes import enable_outbox, install_embedding_hooks
 from dbcore.errors import DataError, DbcoreError, classify_dbapi_error
+from dbcore.vector_changes import enable_outbox, install_embedding_hooks
 
 __all__ = ["create_engine", "get_engine", "dispose_engines", "has_pgvector", "MARIADB_SQL_MODE"]
 

@@ -20,9 +20,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from dbcore.DB_Memories import Memory, MemoryEmbedding, MemoryKind
-from dbcore.vector_changes import outbox_enabled, record_outbox
 from dbcore.errors import DimensionMismatchError, ValidationError
 from dbcore.types import new_uuid, utcnow
+from dbcore.vector_changes import outbox_enabled, record_outbox
 
 __all__ = [
     "add_memories",

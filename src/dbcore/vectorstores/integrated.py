@@ -32,37 +32,27 @@ strings only, a bool condition JSON booleans only (the reference semantics of
 
 from __future__ import annotations
 
-import functools
 import re
-import struct
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from dbcore.DB_Memories import Memory, MemoryEmbedding, MemoryKind
-from dbcore.vector_changes import embedding_version, install_embedding_hooks
+from dbcore.DB_Memories import Memory, MemoryEmbedding
 from dbcore.engine import has_pgvector
 from dbcore.errors import DataError, DimensionMismatchError, ValidationError
 from dbcore.memories import MEMORY_METADATA_COLUMNS, memory_metadata, memory_records
 from dbcore.types import new_uuid, utcnow
+from dbcore.vector_changes import embedding_version, install_embedding_hooks
 from dbcore.vectorstores.base import Match, PreparedRecord, Record, StoreHealth, VectorStore, chunked
-from dbcore.vectorstores.filters import (
-    DATETIME_FIELDS,
-    UUID_FIELDS,
-    And,
-    Condition,
-    Filter,
-    Or,
-    UnsupportedFilter,
-    is_number,
-)
+from dbcore.vectorstores.filters import Filter
+from dbcore.vectorstores.pgvector_wire import HNSW_INFO_KEY, QueryVector, prepare_pg_connection
+from dbcore.vectorstores.sql_filters import SqlFilterCompiler
 
 if TYPE_CHECKING:
     from dbcore.config import Settings
@@ -71,7 +61,6 @@ __all__ = ["IntegratedVectorStore", "create_store", "clear_matrix_cache"]
 
 _ME: sa.Table = MemoryEmbedding.__table__  # type: ignore[assignment]
 _MEM: sa.Table = Memory.__table__  # type: ignore[assignment]
-_KINDS = {kind.name.lower(): kind for kind in MemoryKind}
 _KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
 _IN_CHUNK = 500
 _LOAD_BATCH = 10_000
@@ -79,8 +68,6 @@ _LOAD_SQL = "SELECT memory_id, embedding FROM memory_embeddings"
 _EF_SEARCH_MAX = 1000
 #: dbcore's default hnsw.ef_search: pgvector's 40 gave recall@10 0.90 and 100 gave 0.945-0.99 in benchmarks/
 _EF_SEARCH_DEFAULT = 200
-_HNSW_INFO_KEY = "dbcore_hnsw_ef_search"
-_BINARY_INFO_KEY = "dbcore_binary_vector"
 
 
 def _memory_ids(ids: Sequence[str]) -> list[uuid.UUID]:
@@ -96,140 +83,6 @@ def _memory_ids(ids: Sequence[str]) -> list[uuid.UUID]:
 
 def _row_metadata(row: Sequence[Any]) -> dict[str, Any]:
     return memory_metadata(*row)
-
-
-# --- filter -> SQL --------------------------------------------------------------------
-
-
-def _value_kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if is_number(value):
-        return "number"
-    return "str"
-
-
-class _JsonPaths:
-    """Typed reads of one key of ``memories.metadata`` for a dialect: NULL when the type differs."""
-
-    def __init__(self, dialect: str) -> None:
-        self.dialect = dialect
-        self.column = _MEM.c.metadata
-
-    def typed(self, key: str, kind: str) -> sa.ColumnElement[Any]:
-        col = self.column
-        if self.dialect == "sqlite":
-            path = sa.bindparam(None, f'$."{key}"', type_=sa.String)
-            jtype = sa.func.json_type(col, path)
-            if kind == "bool":
-                return sa.case((jtype.in_(["true", "false"]), jtype))
-            wanted = ["integer", "real"] if kind == "number" else ["text"]
-            return sa.case((jtype.in_(wanted), sa.func.json_extract(col, path)))
-        if self.dialect == "postgresql":
-            name = sa.bindparam(None, key, type_=sa.String)
-            node = col.op("->")(name)
-            text = col.op("->>", return_type=sa.Text)(name)
-            jtype = sa.func.json_typeof(node)
-            if kind == "number":
-                return sa.case((jtype == "number", sa.cast(text, sa.Float)))
-            return sa.case((jtype == ("boolean" if kind == "bool" else "string"), text))
-        if self.dialect in ("mysql", "mariadb"):
-            path = sa.bindparam(None, f'$."{key}"', type_=sa.String)
-            raw = sa.func.json_extract(col, path)
-            mtype = sa.func.json_type(raw)
-            unquoted = sa.func.json_unquote(raw)
-            if kind == "number":
-                return sa.case((mtype.in_(["INTEGER", "DOUBLE", "DECIMAL"]), unquoted.op("+")(0.0)))
-            if kind == "bool":
-                return sa.case((mtype == "BOOLEAN", unquoted))
-            return sa.case((mtype == "STRING", unquoted.collate("utf8mb4_bin")))
-        if self.dialect == "mssql":
-            # OPENJSON reports the type: 1 string, 2 number, 3 boolean.
-            oj = sa.func.openjson(col).table_valued("key", "value", "type").alias("oj")
-            type_code = {"str": 1, "number": 2, "bool": 3}[kind]
-            value: Any = oj.c.value
-            if kind == "number":
-                value = sa.func.try_cast(oj.c.value, sa.Float)  # pragma: no cover - compile-only here
-            elif kind == "str":
-                value = oj.c.value.collate("Latin1_General_100_BIN2")
-            return (
-                sa.select(value)
-                .where(oj.c.key == sa.bindparam(None, key, type_=sa.String), oj.c.type == type_code)
-                .scalar_subquery()
-            )
-        raise UnsupportedFilter(f"the integrated store cannot filter metadata on the {self.dialect} dialect")
-
-    @staticmethod
-    def literal(value: Any) -> Any:
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        return value
-
-
-def _negate(expr: sa.ColumnElement[bool], nullable: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
-    return sa.or_(nullable.is_(None), sa.not_(expr))
-
-
-class _FilterCompiler:
-    def __init__(self, dialect: str, metadata_keys: frozenset[str]) -> None:
-        self._json = _JsonPaths(dialect)
-        self._keys = metadata_keys
-
-    def compile(self, node: Filter) -> sa.ColumnElement[bool]:
-        if isinstance(node, And):
-            return sa.and_(*(self.compile(c) for c in node.children))
-        if isinstance(node, Or):
-            return sa.or_(*(self.compile(c) for c in node.children))
-        if isinstance(node, Condition):
-            return self._condition(node)
-        raise UnsupportedFilter(f"the integrated store cannot express filter node {type(node).__name__}")
-
-    def _condition(self, cond: Condition) -> sa.ColumnElement[bool]:
-        values = list(cond.value) if cond.op in ("in", "nin") else [cond.value]
-        if cond.op in ("gt", "gte", "lt", "lte") and not is_number(cond.value):
-            raise UnsupportedFilter(
-                f"the integrated store compares ${cond.op} on numbers only; "
-                f"{cond.field!r} was given {type(cond.value).__name__} {cond.value!r}"
-            )
-        if cond.field in UUID_FIELDS:
-            return self._column(cond, _MEM.c[cond.field], [uuid.UUID(v) for v in values if isinstance(v, str)])
-        if cond.field == "kind":
-            return self._column(cond, _MEM.c.kind, [_KINDS[v] for v in values if isinstance(v, str) and v in _KINDS])
-        if cond.field in DATETIME_FIELDS:
-            stamps = [datetime.fromtimestamp(v, tz=timezone.utc) for v in values if is_number(v)]
-            return self._column(cond, _MEM.c.created_at, stamps)
-        return self._metadata(cond, values)
-
-    @staticmethod
-    def _column(cond: Condition, column: sa.ColumnElement[Any], usable: list[Any]) -> sa.ColumnElement[bool]:
-        """A condition on a real column; ``usable`` are the operands of the column's type (others never equal)."""
-        op = cond.op
-        if op in ("gt", "gte", "lt", "lte"):
-            if not usable:
-                return sa.false()
-            bound = usable[0]
-            return {"gt": column > bound, "gte": column >= bound, "lt": column < bound, "lte": column <= bound}[op]
-        matched = sa.false() if not usable else (column == usable[0] if len(usable) == 1 else column.in_(usable))
-        if op in ("eq", "in"):
-            return matched
-        return sa.true() if not usable else _negate(matched, column)
-
-    def _metadata(self, cond: Condition, values: list[Any]) -> sa.ColumnElement[bool]:
-        if cond.field not in self._keys:
-            raise ValidationError(f"{cond.field!r} is not a declared metadata key of this store")
-        groups: dict[str, list[Any]] = {}
-        for value in values:
-            groups.setdefault(_value_kind(value), []).append(self._json.literal(value))
-        if cond.op in ("gt", "gte", "lt", "lte"):
-            typed = self._json.typed(cond.field, "number")
-            bound = values[0]
-            return {"gt": typed > bound, "gte": typed >= bound, "lt": typed < bound, "lte": typed <= bound}[cond.op]
-        parts = []
-        for kind, literals in groups.items():
-            typed = self._json.typed(cond.field, kind)
-            matched = typed == literals[0] if len(literals) == 1 else typed.in_(literals)
-            parts.append(matched if cond.op in ("eq", "in") else _negate(matched, typed))
-        return sa.or_(*parts) if cond.op in ("eq", "in") else sa.and_(*parts)
 
 
 # --- the per-process matrix cache ------------------------------------------------------
@@ -349,7 +202,7 @@ class IntegratedVectorStore(VectorStore):
         return has_pgvector(self._engine.dialect)
 
     def _compile(self, flt: Filter) -> sa.ColumnElement[bool]:
-        return _FilterCompiler(self._engine.dialect.name, self._metadata_keys).compile(flt)
+        return SqlFilterCompiler(self._engine.dialect.name, self._metadata_keys).compile(flt)
 
     # --- writes ------------------------------------------------------------------------
 
@@ -468,7 +321,7 @@ class IntegratedVectorStore(VectorStore):
             return self._pg_cache[key]
         from pgvector.sqlalchemy import HALFVEC, VECTOR
 
-        query_vector = sa.cast(sa.bindparam("query_vector", type_=_QueryVector()), VECTOR(self.dims))
+        query_vector = sa.cast(sa.bindparam("query_vector", type_=QueryVector()), VECTOR(self.dims))
         if self.dims <= 2000:
             raw_distance = _ME.c.embedding.cosine_distance(query_vector)  # type: ignore[attr-defined]
         else:
@@ -510,7 +363,7 @@ class IntegratedVectorStore(VectorStore):
         with self._engine.connect() as conn:
             try:
                 with conn.begin():
-                    _prepare_pg_connection(conn, ef_search)
+                    prepare_pg_connection(conn, ef_search)
                     rows = conn.execute(indexed, params).all()
                     if len(rows) < k:
                         # The index ran out before k rows matched (a selective filter, a high min_score,
@@ -518,7 +371,7 @@ class IntegratedVectorStore(VectorStore):
                         # rows match.
                         rows = conn.execute(exact, params).all()
             except Exception:
-                conn.info.pop(_HNSW_INFO_KEY, None)  # the rollback undid the settings
+                conn.info.pop(HNSW_INFO_KEY, None)  # the rollback undid the settings
                 raise
         return [
             Match(str(row[0]), 1.0 - float(row[1]), _row_metadata(row[2:]) if include_metadata else None)
@@ -624,82 +477,6 @@ class IntegratedVectorStore(VectorStore):
             for row in conn.execute(query):
                 found[row[0]] = _row_metadata(row[1:])
         return found
-
-
-def _prepare_pg_connection(conn: Connection, ef_search: int) -> None:
-    """Make this pooled connection ready for dbcore's pgvector queries, once per connection.
-
-    Sets ``hnsw.ef_search`` and ``strict_order`` iterative scans at session level (kept
-    with the connection in the pool, so later queries pay no round trip; iterative
-    scans keep exact distance order and only matter when a filter or ``min_score``
-    discards index rows), and on psycopg 3 registers the binary dumper of query vectors.
-    """
-    info = conn.connection.info
-    if _sends_binary(conn.dialect) and not info.get(_BINARY_INFO_KEY):
-        conn.connection.dbapi_connection.adapters.register_dumper(  # type: ignore[union-attr]
-            _BinaryVector, _binary_vector_dumper()
-        )
-        info[_BINARY_INFO_KEY] = True
-    if info.get(_HNSW_INFO_KEY) == ef_search:
-        return
-    conn.execute(
-        sa.select(
-            sa.func.set_config("hnsw.ef_search", str(ef_search), False),
-            sa.func.set_config("hnsw.iterative_scan", "strict_order", False),
-        )
-    )
-    info[_HNSW_INFO_KEY] = ef_search
-
-
-def _sends_binary(dialect: sa.Dialect) -> bool:
-    """Whether query vectors go in pgvector's binary format: psycopg 3, the driver with a dumper for it."""
-    return dialect.driver == "psycopg"
-
-
-class _BinaryVector:
-    """A query vector in pgvector's binary format (big-endian dims, unused, float32 values)."""
-
-    __slots__ = ("payload",)
-
-    def __init__(self, vector: np.ndarray) -> None:
-        self.payload = struct.pack(">HH", vector.shape[0], 0) + vector.astype(">f4", copy=False).tobytes()
-
-
-@functools.cache
-def _binary_vector_dumper() -> type:
-    """psycopg 3's dumper for :class:`_BinaryVector` (imported late: psycopg is an optional extra)."""
-    from psycopg.adapt import Dumper
-    from psycopg.pq import Format
-
-    class BinaryVectorDumper(Dumper):
-        format = Format.BINARY  # oid 0: the server takes the type from the CAST around the parameter
-
-        def dump(self, obj: _BinaryVector) -> bytes:
-            return obj.payload
-
-    return BinaryVectorDumper
-
-
-def _vector_text(vector: np.ndarray) -> str:
-    from pgvector import Vector as PgVector
-
-    return PgVector(vector).to_text()
-
-
-class _QueryVector(sa.types.UserDefinedType[Any]):
-    """The type of a bound query vector: pgvector's binary format on psycopg 3, its text format elsewhere.
-
-    Binary skips formatting 384 floats as text on every query; the statement casts the
-    parameter to ``vector(dims)``, which also makes the server check the dimension.
-    """
-
-    cache_ok = True
-
-    def get_col_spec(self, **kw: Any) -> str:
-        return "vector"
-
-    def bind_processor(self, dialect: sa.Dialect) -> Any:
-        return _BinaryVector if _sends_binary(dialect) else _vector_text
 
 
 def _top(scores: np.ndarray, k: int, min_score: float | None) -> np.ndarray:
