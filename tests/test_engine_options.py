@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import QueuePool
 
 import dbcore
-from dbcore.engine import MARIADB_SQL_MODE
+from dbcore.dialects import MARIADB_SQL_MODE
 from dbcore.testing import TestServers, isolated_database
 from tests.conftest import server_url
 

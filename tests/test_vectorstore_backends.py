@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 import dbcore
 from dbcore import migrate
-from dbcore.config import Settings
+from dbcore.config import ChromaSettings, PineconeSettings, Settings
 from dbcore.DB_Memories import EMBEDDING_DIMS, Memory, MemoryEmbedding
 from dbcore.errors import ConfigurationError, DimensionMismatchError, ValidationError
 from dbcore.memories import as_memory_kind
@@ -512,24 +512,32 @@ def _settings(backend: str = "chroma") -> Settings:
     return Settings(database_url="sqlite:///:memory:", vector_backend=backend, vector_dims=DIMS)
 
 
-def test_get_vector_store_chroma_from_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_get_vector_store_chroma_from_settings(tmp_path: Path) -> None:
     pytest.importorskip("chromadb")
-    monkeypatch.setenv("DBCORE_CHROMA_PATH", str(tmp_path / "c"))
-    monkeypatch.setenv("DBCORE_CHROMA_COLLECTION", "from-env")
-    monkeypatch.delenv("DBCORE_CHROMA_HOST", raising=False)
-    store = get_vector_store(_settings("chroma"))
+    chroma = ChromaSettings(path=str(tmp_path / "c"), collection="from-settings")
+    store = get_vector_store(_settings("chroma").replace(chroma=chroma))
     assert type(store).__name__ == "ChromaVectorStore" and store.dims == DIMS
-    assert "from-env" in repr(store)
+    assert "from-settings" in repr(store)
 
 
-def test_get_vector_store_pinecone_from_settings(
-    pinecone_server: PineconeLocal, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_chroma_and_pinecone_settings_come_from_the_environment(tmp_path: Path) -> None:
+    env = {
+        "DBCORE_CHROMA_PATH": str(tmp_path / "c"),
+        "DBCORE_CHROMA_COLLECTION": "from-env",
+        "PINECONE_API_KEY": "secret-test-key",
+        "DBCORE_PINECONE_HOST": "127.0.0.1:1",
+        "DBCORE_PINECONE_NAMESPACE": "registry",
+    }
+    settings = Settings.from_env(env)
+    assert settings.chroma == ChromaSettings(path=str(tmp_path / "c"), collection="from-env")
+    assert settings.pinecone == PineconeSettings(api_key="secret-test-key", host="127.0.0.1:1", namespace="registry")
+    assert "secret-test-key" not in repr(settings) + repr(settings.pinecone)
+
+
+def test_get_vector_store_pinecone_from_settings(pinecone_server: PineconeLocal) -> None:
     pytest.importorskip("pinecone")
-    monkeypatch.setenv("PINECONE_API_KEY", "secret-test-key")
-    monkeypatch.setenv("DBCORE_PINECONE_HOST", pinecone_server.host)
-    monkeypatch.setenv("DBCORE_PINECONE_NAMESPACE", "registry")
-    store = get_vector_store(_settings("pinecone"), metadata_keys=["priority"])
+    pinecone = PineconeSettings(api_key="secret-test-key", host=pinecone_server.host, namespace="registry")
+    store = get_vector_store(_settings("pinecone").replace(pinecone=pinecone), metadata_keys=["priority"])
     assert store.upsert([("a", VECTORS[0], {"priority": 1})]) == 1
     assert store.count() == 1
     assert "secret-test-key" not in repr(store)

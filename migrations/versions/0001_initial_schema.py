@@ -18,7 +18,7 @@ import dbcore.DB_Entities
 import dbcore.DB_Memories
 import dbcore.types
 from dbcore.migrate import hnsw_index_sql
-from dbcore.engine import has_pgvector
+from dbcore.types import has_pgvector
 
 revision: str = '0001'
 down_revision: str | Sequence[str] | None = None

@@ -3,8 +3,9 @@
 Column order is fixed with ``sort_order``: ``id`` first, the audit columns
 (``created_at``, ``updated_at``, ``deleted_at``, ``expires_at``) last.
 
-Soft-deleted rows are left out of every ORM SELECT (including relationship
-loads) unless the statement or session asks for them with
+Soft-deleted rows are left out of every ORM SELECT on a dbcore engine
+(including relationship loads; the filter is a session hook in
+:mod:`dbcore.hooks`, as is the ``updated_at`` refresh on flush) unless the statement or session asks for them with
 ``execution_options(include_deleted=True)``. Many-to-one attributes answered
 from the identity map without SQL can still return an object soft-deleted in
 the same session.
@@ -17,19 +18,8 @@ import uuid
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.ext.hybrid import hybrid_property
-from sqlalchemy.orm import (
-    Mapped,
-    Mapper,
-    ORMExecuteState,
-    Session,
-    declared_attr,
-    mapped_column,
-    object_session,
-    relationship,
-    with_loader_criteria,
-)
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
 from dbcore.types import PK_TYPE, UTCDateTime, new_uuid, utcnow
 
@@ -73,18 +63,10 @@ class UpdateMixin:
         UTCDateTime,
         nullable=False,
         default=utcnow,
-        onupdate=utcnow,  # covers Core UPDATE statements; the ORM listener below covers flushes
+        onupdate=utcnow,  # covers Core UPDATE statements; a hook in dbcore.hooks covers flushes
         sort_order=_ORDER_UPDATED,
         comment="When the row was last changed (UTC).",
     )
-
-
-@event.listens_for(UpdateMixin, "before_update", propagate=True)
-def _touch_updated_at(mapper: Mapper[Any], connection: sa.Connection, target: UpdateMixin) -> None:
-    session = object_session(target)
-    # before_update also fires for objects that are dirty without net changes; leave those alone.
-    if session is not None and session.is_modified(target, include_collections=False):
-        target.updated_at = utcnow()
 
 
 class SoftDeleteMixin:
@@ -109,19 +91,6 @@ class SoftDeleteMixin:
     def restore(self) -> None:
         """Undo :meth:`soft_delete`."""
         self.deleted_at = None
-
-
-@event.listens_for(Session, "do_orm_execute")
-def _hide_soft_deleted(state: ORMExecuteState) -> None:
-    # Column loads refresh an object already in hand (e.g. after commit); filtering them
-    # would make a soft-deleted object raise ObjectDeletedError when read.
-    if not state.is_select or state.is_column_load:
-        return
-    if state.execution_options.get(INCLUDE_DELETED, False):
-        return
-    state.statement = state.statement.options(
-        with_loader_criteria(SoftDeleteMixin, lambda cls: cls.deleted_at.is_(None), include_aliases=True)
-    )
 
 
 class ExpirableMixin:

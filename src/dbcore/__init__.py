@@ -34,9 +34,8 @@ from dbcore.events import on_saved, on_transition
 from dbcore.health import ConnectionInfo, connection_info, is_connected
 from dbcore.Mixins import BaseMixin, ExpirableMixin, ParentMixin, SoftDeleteMixin, UpdateMixin
 from dbcore.refs import bind_reverse, ref_mixins
-from dbcore.security import system_session
 from dbcore.seeding import seed
-from dbcore.session import get_session, get_sessionmaker, run_in_transaction, session_dependency
+from dbcore.session import get_session, get_sessionmaker, run_in_transaction, session_dependency, system_session
 from dbcore.types import PK_TYPE, SqlEnum, UTCDateTime, Vector, new_uuid, utcnow
 from dbcore.vectorstores import F, Filter, Match, Record, VectorStore, get_vector_store, register_vector_store
 

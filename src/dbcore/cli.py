@@ -7,15 +7,26 @@ Exit codes: 0 success, 1 unhealthy or failed, 2 configuration error
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
 import sqlalchemy as sa
 
+from dbcore import migrate, vectorsync
+from dbcore.base import Base
+from dbcore.checks import check_models
 from dbcore.config import Settings
-from dbcore.errors import ConfigurationError, DbcoreError
+from dbcore.DB_Auth import ApiKey
+from dbcore.DB_Memories import EMBEDDING_DIMS, VectorSpace
+from dbcore.engine import get_engine
+from dbcore.errors import ConfigurationError, DbcoreError, DimensionMismatchError
+from dbcore.health import connection_info, is_connected
+from dbcore.security import create_system_key, hash_api_key
+from dbcore.seeding import seed
+from dbcore.session import system_session
+from dbcore.types import has_pgvector
+from dbcore.vectorstores import get_vector_store
 
 __all__ = ["main"]
 
@@ -31,7 +42,6 @@ def _say(text: str = "") -> None:
 
 
 def _reachable(settings: Settings) -> None:
-    from dbcore.health import is_connected
 
     if not is_connected(settings):
         raise _Unreachable(
@@ -41,9 +51,6 @@ def _reachable(settings: Settings) -> None:
 
 def _ensure_vector_space(settings: Settings) -> str:
     """Record the dimension and metric of dbcore's memory vectors the first time; refuse a changed dimension."""
-    from dbcore.DB_Memories import EMBEDDING_DIMS, VectorSpace
-    from dbcore.errors import DimensionMismatchError
-    from dbcore.security import system_session
 
     with system_session(settings) as session:
         space = session.execute(sa.select(VectorSpace).where(VectorSpace.name == "memories")).scalar_one_or_none()
@@ -61,10 +68,8 @@ def _ensure_vector_space(settings: Settings) -> str:
 
 
 def _ensure_system_key(settings: Settings) -> str:
-    from dbcore.DB_Auth import ApiKey
-    from dbcore.security import create_system_key, hash_api_key, system_session
 
-    given = os.environ.get("DBCORE_SYSTEM_API_KEY") or None
+    given = settings.system_api_key
     with system_session(settings) as session:
         keys = session.execute(sa.select(ApiKey.key_hash).where(ApiKey.is_system.is_(True))).scalars().all()
         if given:
@@ -83,10 +88,6 @@ def _ensure_system_key(settings: Settings) -> str:
 
 
 def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
-    from dbcore import migrate
-    from dbcore.base import Base
-    from dbcore.security import system_session
-    from dbcore.seeding import seed
 
     _reachable(settings)
     before = migrate.current_revision(settings)
@@ -105,7 +106,6 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    from dbcore import migrate
 
     if args.sql:
         migrate.upgrade(settings, args.revision, sql=True)
@@ -120,8 +120,6 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
-    from dbcore.security import system_session
-    from dbcore.seeding import seed
 
     _reachable(settings)
     with system_session(settings) as session:
@@ -133,10 +131,6 @@ def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
-    from dbcore import migrate
-    from dbcore.DB_Memories import EMBEDDING_DIMS
-    from dbcore.engine import get_engine, has_pgvector
-    from dbcore.health import connection_info
 
     info = connection_info(settings)
     _say(f"database:        {info.dialect} ({info.driver}) at {info.url}")
@@ -165,9 +159,6 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_check_models(settings: Settings | None, args: argparse.Namespace) -> int:
-    import dbcore.models  # noqa: F401
-    from dbcore.base import Base
-    from dbcore.checks import check_models
 
     problems = check_models(Base.metadata)
     for problem in problems:
@@ -193,8 +184,6 @@ class ProgressBar:
 
 
 def cmd_vectors(settings: Settings, args: argparse.Namespace) -> int:
-    from dbcore import vectorsync
-    from dbcore.vectorstores import get_vector_store
 
     _reachable(settings)
     if settings.vector_backend == "integrated":

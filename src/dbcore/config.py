@@ -20,9 +20,23 @@ from sqlalchemy.exc import ArgumentError
 
 from dbcore.errors import ConfigurationError
 
-__all__ = ["Settings", "mask_url", "vector_dims_from_env", "DEFAULT_SQLITE_FILE"]
+__all__ = [
+    "Settings",
+    "ChromaSettings",
+    "PineconeSettings",
+    "LiveTestSettings",
+    "mask_url",
+    "vector_dims_from_env",
+    "check_vector_dims",
+    "DEFAULT_SQLITE_FILE",
+    "DEFAULT_VECTOR_DIMS",
+    "VECTOR_MAX_DIM",
+]
 
 DEFAULT_SQLITE_FILE = "dbcore.sqlite3"
+DEFAULT_VECTOR_DIMS = 384
+#: The largest embedding dimension dbcore accepts anywhere (pgvector's limit for ``vector``).
+VECTOR_MAX_DIM = 16000
 
 # dialect -> (default driver, {driver: (module to import, extra that installs it)})
 _DRIVERS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
@@ -183,12 +197,97 @@ def _require_driver(module: str, extra: str, driver: str, source: str) -> None:
         raise ConfigurationError(f"{source} uses the {driver} driver, which is not installed{native}; {hint}") from None
 
 
+def check_vector_dims(dims: object, *, source: str = "vector_dims") -> int:
+    """``dims`` if it is a usable embedding dimension (1 to VECTOR_MAX_DIM), else ConfigurationError."""
+    if not isinstance(dims, int) or isinstance(dims, bool) or not 1 <= dims <= VECTOR_MAX_DIM:
+        raise ConfigurationError(f"{source}={dims!r} must be a whole number from 1 to {VECTOR_MAX_DIM}")
+    return dims
+
+
 def vector_dims_from_env(environ: Mapping[str, str] | None = None) -> int:
     """``DBCORE_VECTOR_DIMS`` (default 384), validated: the dimension of dbcore's embedding column."""
-    value = _int_setting(os.environ if environ is None else environ, "DBCORE_VECTOR_DIMS", 384, minimum=1)
-    if value > 16000:
-        raise ConfigurationError(f"DBCORE_VECTOR_DIMS={value} is above pgvector's limit of 16000")
-    return value
+    env = os.environ if environ is None else environ
+    value = _int_setting(env, "DBCORE_VECTOR_DIMS", DEFAULT_VECTOR_DIMS, minimum=1)
+    return check_vector_dims(value, source="DBCORE_VECTOR_DIMS")
+
+
+def _text(env: Mapping[str, str], name: str, default: str = "") -> str:
+    return (env.get(name) or default).strip()
+
+
+@dataclass(frozen=True)
+class ChromaSettings:
+    """Where the Chroma vector store lives: a server (``host``) or a local folder (``path``)."""
+
+    host: str = ""
+    port: int = 8000
+    path: str = "./.chroma"
+    collection: str = "memories"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ChromaSettings:
+        """``DBCORE_CHROMA_HOST``, ``_PORT``, ``_PATH`` and ``_COLLECTION``."""
+        env = os.environ if environ is None else environ
+        raw_port = _text(env, "DBCORE_CHROMA_PORT", "8000")
+        try:
+            port = int(raw_port)
+        except ValueError:
+            raise ConfigurationError(f"DBCORE_CHROMA_PORT={raw_port!r} is not a port number") from None
+        return cls(
+            host=_text(env, "DBCORE_CHROMA_HOST"),
+            port=port,
+            path=_text(env, "DBCORE_CHROMA_PATH", cls.path),
+            collection=_text(env, "DBCORE_CHROMA_COLLECTION", cls.collection),
+        )
+
+
+@dataclass(frozen=True)
+class PineconeSettings:
+    """The Pinecone index: its key, and its host or name. The key never appears in ``repr()``."""
+
+    api_key: str = field(default="", repr=False)
+    host: str = ""
+    index: str = ""
+    namespace: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PineconeSettings:
+        """``PINECONE_API_KEY``, ``DBCORE_PINECONE_HOST``, ``_INDEX`` and ``_NAMESPACE``."""
+        env = os.environ if environ is None else environ
+        return cls(
+            api_key=_text(env, "PINECONE_API_KEY"),
+            host=_text(env, "DBCORE_PINECONE_HOST"),
+            index=_text(env, "DBCORE_PINECONE_INDEX"),
+            namespace=env.get("DBCORE_PINECONE_NAMESPACE") or "",
+        )
+
+
+@dataclass(frozen=True)
+class LiveTestSettings:
+    """Servers for real-database tests (:mod:`dbcore.testing`): ``DBCORE_TEST_*_URL`` and the required dialects."""
+
+    urls: Mapping[str, str] = field(default_factory=dict, repr=False)
+    required_dialects: frozenset[str] = frozenset()
+
+    _URL_VARIABLES = {
+        "postgresql": "DBCORE_TEST_POSTGRES_URL",
+        "postgresql_novector": "DBCORE_TEST_POSTGRES_NOVECTOR_URL",
+        "mariadb": "DBCORE_TEST_MARIADB_URL",
+        "mssql": "DBCORE_TEST_MSSQL_URL",
+    }
+
+    @classmethod
+    def url_variable(cls, dialect: str) -> str:
+        """The variable that names the test server of ``dialect``."""
+        return cls._URL_VARIABLES[dialect]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> LiveTestSettings:
+        env = os.environ if environ is None else environ
+        urls = {dialect: env[name] for dialect, name in cls._URL_VARIABLES.items() if env.get(name)}
+        raw = env.get("DBCORE_REQUIRE_DIALECTS", "")
+        required = frozenset(part.strip().lower() for part in raw.split(",") if part.strip())
+        return cls(urls=urls, required_dialects=required)
 
 
 @dataclass(frozen=True)
@@ -208,9 +307,11 @@ class Settings:
     retry_attempts: int = 5
     retry_max_seconds: float = 30.0
     sqlite_busy_timeout_ms: int = 5000
-    vector_dims: int = 384
+    vector_dims: int = DEFAULT_VECTOR_DIMS
     vector_backend: str = "integrated"
     system_api_key: str | None = field(default=None, repr=False)
+    chroma: ChromaSettings = field(default_factory=ChromaSettings)
+    pinecone: PineconeSettings = field(default_factory=PineconeSettings, repr=False)
 
     def __post_init__(self) -> None:
         # Normalise and validate once, so an invalid Settings cannot exist.
@@ -223,8 +324,7 @@ class Settings:
             raise ConfigurationError(f"max_overflow={self.max_overflow} must be -1 (unbounded) or >= 0")
         if self.retry_attempts < 1:
             raise ConfigurationError(f"retry_attempts={self.retry_attempts} must be at least 1")
-        if not 1 <= self.vector_dims <= 16000:
-            raise ConfigurationError(f"vector_dims={self.vector_dims} must be between 1 and 16000")
+        check_vector_dims(self.vector_dims)
         if self.vector_backend not in _VECTOR_BACKENDS:
             raise ConfigurationError(
                 f"vector_backend={self.vector_backend!r} is unknown; use one of {', '.join(_VECTOR_BACKENDS)}"
@@ -248,9 +348,11 @@ class Settings:
             retry_attempts=_int_setting(env, "DBCORE_RETRY_ATTEMPTS", 5, minimum=1),
             retry_max_seconds=_float_setting(env, "DBCORE_RETRY_MAX_SECONDS", 30.0),
             sqlite_busy_timeout_ms=_int_setting(env, "DBCORE_SQLITE_BUSY_TIMEOUT_MS", 5000, minimum=0),
-            vector_dims=_int_setting(env, "DBCORE_VECTOR_DIMS", 384, minimum=1),
+            vector_dims=vector_dims_from_env(env),
             vector_backend=(env.get("DBCORE_VECTOR_BACKEND") or "integrated").strip().lower(),
             system_api_key=env.get("DBCORE_SYSTEM_API_KEY") or None,
+            chroma=ChromaSettings.from_env(env),
+            pinecone=PineconeSettings.from_env(env),
         )
 
     def replace(self, **changes: object) -> Settings:

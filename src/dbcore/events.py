@@ -8,7 +8,8 @@
     @on_transition(Task, "status", from_=Status.RUNNING, to=Status.DONE)
     def task_done(obj, old, new): ...
 
-What happens:
+What happens (the session listeners are in :mod:`dbcore.hooks`; they act on
+sessions bound to dbcore engines):
 
 - at each flush (``after_flush``) the written objects and the attribute
   changes are recorded in ``session.info``, tagged with the transaction (or
@@ -38,9 +39,19 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.orm import Session, SessionTransaction, UOWTransaction
+from sqlalchemy.orm import Session, SessionTransaction
 
-__all__ = ["on_saved", "on_transition", "ANY", "SAVED_ACTIONS", "remove_hooks"]
+__all__ = [
+    "on_saved",
+    "on_transition",
+    "ANY",
+    "SAVED_ACTIONS",
+    "remove_hooks",
+    "record_flush",
+    "run_after_commit",
+    "discard_rolled_back",
+    "discard_pending",
+]
 
 log = logging.getLogger("dbcore.events")
 
@@ -83,21 +94,11 @@ class _Pending:
 
 
 class _Hooks:
-    """The registered hooks; the Session listeners are installed on first registration."""
+    """The registered hooks."""
 
     def __init__(self) -> None:
         self.saved: list[_SavedHook] = []
         self.transitions: list[_TransitionHook] = []
-        self._installed = False
-
-    def install(self) -> None:
-        if self._installed:
-            return
-        event.listen(Session, "after_flush", _after_flush)
-        event.listen(Session, "after_commit", _after_commit)
-        event.listen(Session, "after_soft_rollback", _after_soft_rollback)
-        event.listen(Session, "after_transaction_end", _after_transaction_end)
-        self._installed = True
 
 
 _hooks = _Hooks()
@@ -117,7 +118,6 @@ def on_saved(*models: type, actions: tuple[str, ...] | None = None) -> Callable[
         raise ValueError(f"on_saved actions must be among {sorted(SAVED_ACTIONS)}, got {sorted(unknown)}")
 
     def register(fn: F) -> F:
-        _hooks.install()
         for model in models:
             _hooks.saved.append(_SavedHook(model, wanted, fn))
         return fn
@@ -136,7 +136,6 @@ def on_transition(model: type, attribute: str, *, from_: Any = None, to: Any = N
         raise ValueError(f"on_transition: {getattr(model, '__name__', model)!r} has no mapped column {attribute!r}")
 
     def register(fn: F) -> F:
-        _hooks.install()
         # active_history: load the old value before it is replaced, so from_ can be matched.
         attr = getattr(model, attribute)
         if not event.contains(attr, "set", _noop):
@@ -155,14 +154,15 @@ def remove_hooks(fn: Callable[..., Any]) -> None:
     _hooks.transitions[:] = [h for h in _hooks.transitions if h.fn is not fn]
 
 
-# --- session listeners ------------------------------------------------------
+# --- called by the session listeners in dbcore.hooks ----------------------------------
 
 
 def _current_transaction(session: Session) -> SessionTransaction | None:
     return session.get_nested_transaction() or session.get_transaction()
 
 
-def _after_flush(session: Session, flush_context: UOWTransaction) -> None:
+def record_flush(session: Session, on_dbcore: Callable[[Any], bool]) -> None:
+    """Record what the flush wrote for the hooks (``on_dbcore``: the object's bind is dbcore's)."""
     if not (_hooks.saved or _hooks.transitions):
         return
     transaction = _current_transaction(session)
@@ -172,7 +172,7 @@ def _after_flush(session: Session, flush_context: UOWTransaction) -> None:
 
     def record(action: str, obj: Any) -> None:
         for hook in _hooks.saved:
-            if action in hook.actions and isinstance(obj, hook.model):
+            if action in hook.actions and isinstance(obj, hook.model) and on_dbcore(obj):
                 pending.append(_Pending(transaction, _bind(hook.fn, obj, action), f"{hook.fn!r}({obj!r}, {action})"))
 
     for obj in session.new:
@@ -180,7 +180,8 @@ def _after_flush(session: Session, flush_context: UOWTransaction) -> None:
     for obj in session.dirty:
         if session.is_modified(obj, include_collections=False):
             record("update", obj)
-            _record_transitions(pending, transaction, obj)
+            if on_dbcore(obj):
+                _record_transitions(pending, transaction, obj)
     for obj in session.deleted:
         record("delete", obj)
 
@@ -210,7 +211,8 @@ def _bind(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
     return lambda: fn(*args)
 
 
-def _after_commit(session: Session) -> None:
+def run_after_commit(session: Session) -> None:
+    """Run the recorded hooks once the outermost transaction has committed."""
     if session.in_nested_transaction():
         return  # a savepoint was released; its records wait for the outer COMMIT
     pending: list[_Pending] = session.info.pop(_PENDING, [])
@@ -229,13 +231,13 @@ def _within(transaction: SessionTransaction | None, ancestor: SessionTransaction
     return False
 
 
-def _after_soft_rollback(session: Session, previous_transaction: SessionTransaction) -> None:
+def discard_rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
+    """Forget what was flushed inside a transaction or savepoint that rolled back."""
     pending: list[_Pending] | None = session.info.get(_PENDING)
     if pending:
         pending[:] = [item for item in pending if not _within(item.transaction, previous_transaction)]
 
 
-def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
-    if transaction.parent is None:
-        # The outermost transaction ended without after_commit consuming the record (close, rollback).
-        session.info.pop(_PENDING, None)
+def discard_pending(session: Session) -> None:
+    """Forget every record: the outermost transaction ended without a COMMIT consuming them."""
+    session.info.pop(_PENDING, None)

@@ -20,9 +20,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from dbcore.DB_Memories import Memory, MemoryEmbedding, MemoryKind
-from dbcore.errors import DimensionMismatchError, ValidationError
-from dbcore.types import new_uuid, utcnow
-from dbcore.vector_changes import outbox_enabled, record_outbox
+from dbcore.errors import ValidationError
+from dbcore.hooks import outbox_enabled
+from dbcore.types import new_uuid, utcnow, vector_values
+from dbcore.vector_changes import record_outbox
 
 __all__ = [
     "add_memories",
@@ -48,6 +49,7 @@ MEMORY_METADATA_COLUMNS = (
 _REQUIRED = ("agent_id", "entity_id", "room_id", "kind")
 _OPTIONAL = ("id", "world_id", "parent_id", "content", "metadata", "created_at", "is_unique", "embedding")
 _CHUNK = 500
+_EMBEDDING_COLUMN = "memory_embeddings.embedding"
 
 
 def memory_metadata(
@@ -78,25 +80,6 @@ def as_memory_kind(value: Any) -> MemoryKind:
             pass
     names = ", ".join(k.name.lower() for k in MemoryKind)
     raise ValidationError(f"kind={value!r} is not a memory kind; use one of {names}")
-
-
-def _check_embeddings(embeddings: Any, count: int, dims: int) -> np.ndarray:
-    try:
-        matrix = np.asarray(embeddings, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise ValidationError("embeddings must be a matrix of numbers, one row per memory") from None
-    if matrix.ndim != 2 or matrix.shape[0] != count:
-        raise ValidationError(f"embeddings must have one row per memory ({count}), got shape {matrix.shape}")
-    if matrix.shape[1] != dims:
-        raise DimensionMismatchError(
-            f"memory_embeddings.embedding holds {dims} values but the embeddings have {matrix.shape[1]}; "
-            "re-embed with the right model or set DBCORE_VECTOR_DIMS"
-        )
-    bad = ~np.isfinite(matrix).all(axis=1) | ~matrix.any(axis=1)
-    if bad.any():
-        first = int(np.flatnonzero(bad)[0])
-        raise ValidationError(f"embedding of memory #{first} has NaN, infinite or only zero values")
-    return matrix
 
 
 def add_memories(
@@ -143,7 +126,13 @@ def add_memories(
     if vectors and len(vectors) != len(rows):
         raise ValidationError("either every memory has an 'embedding' key or none does")
     matrix = (
-        _check_embeddings(embeddings if embeddings is not None else vectors, len(rows), dims)
+        vector_values(
+            embeddings if embeddings is not None else vectors,
+            dims,
+            where=_EMBEDDING_COLUMN,
+            rows=len(rows),
+            nonzero=True,
+        )
         if (vectors or embeddings is not None)
         else None
     )

@@ -17,8 +17,11 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+import dbcore.models  # noqa: F401  (registers every table on Base.metadata)
+from dbcore.base import Base
 from dbcore.config import Settings
 from dbcore.engine import create_engine
+from dbcore.types import GUID, SqlEnum, UTCDateTime, Vector
 
 __all__ = [
     "migrations_dir",
@@ -100,8 +103,6 @@ def pending_revisions(settings: Settings | None = None) -> list[str]:
 
 def schema_drift(settings: Settings | None = None) -> list[Any]:
     """Differences between the migrated database and the models (empty when they agree), as ``alembic check`` sees them."""
-    import dbcore.models  # noqa: F401
-    from dbcore.base import Base
 
     engine = create_engine(settings or Settings.from_env(), poolclass=sa.pool.NullPool)
     try:
@@ -126,7 +127,6 @@ def include_object(obj: Any, name: str | None, type_: str, reflected: bool, comp
 
 def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
     """Render dbcore's column types so generated revisions import cleanly."""
-    from dbcore.types import GUID, SqlEnum, UTCDateTime, Vector
 
     if type_ != "type":
         return False

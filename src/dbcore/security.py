@@ -2,7 +2,7 @@
 
 A mapped class with ``__system__ = True`` may only be inserted, updated or
 deleted in a session opened with a valid system API key
-(``get_session(api_key=...)``). Every other session gets
+(``get_session(api_key=...)``). Every other session on a dbcore engine gets
 :class:`~dbcore.errors.PermissionDenied` when it flushes such a change, or when
 it executes a bulk ``insert()``/``update()``/``delete()`` on such a table, and
 nothing is written. Reading stays open to everyone.
@@ -23,24 +23,26 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session
 
-from dbcore.config import Settings
+from dbcore.base import Base
+from dbcore.DB_Auth import ApiKey
 from dbcore.errors import PermissionDenied
-from dbcore.session import _register_session_opener, get_session
+from dbcore.seeding import SEEDING_INFO_KEY
+from dbcore.types import utcnow
 
 __all__ = [
     "generate_api_key",
     "hash_api_key",
     "key_prefix",
     "is_system_session",
-    "system_session",
+    "remember_api_key",
+    "check_flush",
+    "check_statement",
     "create_system_key",
     "SYSTEM_INFO_KEY",
 ]
@@ -49,7 +51,6 @@ KEY_PREFIX = "dbk_"
 PREFIX_LENGTH = 12
 SYSTEM_INFO_KEY = "dbcore.system"
 _API_KEY_INFO_KEY = "dbcore.api_key"
-_SEEDING_INFO_KEY = "dbcore.seeding"
 
 
 def generate_api_key() -> str:
@@ -66,8 +67,6 @@ def key_prefix(key: str) -> str:
 
 
 def _is_system_table(table: sa.Table) -> bool:
-    from dbcore.base import Base
-
     return any(
         mapper.local_table is table and getattr(mapper.class_, "__system__", False) for mapper in Base.registry.mappers
     )
@@ -75,9 +74,6 @@ def _is_system_table(table: sa.Table) -> bool:
 
 def _verify(session: Session, key: str) -> bool:
     """True when ``key`` is a valid (not revoked, not expired) system key stored in the database."""
-    from dbcore.DB_Auth import ApiKey
-    from dbcore.types import utcnow
-
     digest = hash_api_key(key)
     now = utcnow()
     with session.no_autoflush:
@@ -102,7 +98,7 @@ def is_system_session(session: Session) -> bool:
         key = session.info.get(_API_KEY_INFO_KEY)
         state = isinstance(key, str) and bool(key) and _verify(session, key)
         session.info[SYSTEM_INFO_KEY] = state
-    return bool(state) or bool(session.info.get(_SEEDING_INFO_KEY))
+    return bool(state) or bool(session.info.get(SEEDING_INFO_KEY))
 
 
 def _deny(session: Session, what: str) -> PermissionDenied:
@@ -115,28 +111,23 @@ def _deny(session: Session, what: str) -> PermissionDenied:
     )
 
 
-def _remember_key(session: Session, settings: Settings, api_key: str | None) -> None:
-    # Only the key of this session is kept, in memory, for the check at flush.
+def remember_api_key(session: Session, api_key: str | None) -> None:
+    """Keep the key a session was opened with, in memory only, for the check when it writes."""
     if api_key:
         session.info[_API_KEY_INFO_KEY] = api_key
 
 
-_register_session_opener(_remember_key)
-
-
-@event.listens_for(Session, "before_flush")
-def _guard_flush(session: Session, _context: Any, _instances: Any) -> None:
+def check_flush(session: Session, on_dbcore: Callable[[Any], bool]) -> None:
+    """Refuse a flush that writes a system table without the system key (``on_dbcore``: the object's bind is dbcore's)."""
     # Dirty objects without net changes write nothing, so they need no permission.
     changed = [*session.new, *session.deleted, *(obj for obj in session.dirty if session.is_modified(obj))]
-    system = [obj for obj in changed if getattr(type(obj), "__system__", False)]
+    system = [obj for obj in changed if getattr(type(obj), "__system__", False) and on_dbcore(obj)]
     if system and not is_system_session(session):
-        raise _deny(session, type(system[0]).__tablename__)  # type: ignore[attr-defined]
+        raise _deny(session, type(system[0]).__tablename__)
 
 
-@event.listens_for(Session, "do_orm_execute")
-def _guard_statements(state: ORMExecuteState) -> None:
-    if not (state.is_insert or state.is_update or state.is_delete):
-        return
+def check_statement(state: ORMExecuteState) -> None:
+    """Refuse a bulk INSERT/UPDATE/DELETE statement on a system table without the system key."""
     table = getattr(state.statement, "table", None)
     system = any(getattr(mapper.class_, "__system__", False) for mapper in state.all_mappers) or (
         isinstance(table, sa.Table) and _is_system_table(table)
@@ -145,18 +136,8 @@ def _guard_statements(state: ORMExecuteState) -> None:
         raise _deny(state.session, getattr(table, "name", "the target"))
 
 
-@contextmanager
-def system_session(settings: Settings | None = None) -> Iterator[Session]:
-    """A session allowed to write system tables without a key: for bootstrapping (``dbcore init``)."""
-    with get_session(settings) as session:
-        session.info[SYSTEM_INFO_KEY] = True
-        yield session
-
-
 def create_system_key(session: Session, *, name: str = "system", key: str | None = None) -> str:
     """Store a system key (``key`` or a new random one) and return it; only its hash is written."""
-    from dbcore.DB_Auth import ApiKey
-
     plain = key or generate_api_key()
     if len(plain) < 24:
         raise PermissionDenied("a system API key must be at least 24 characters long")

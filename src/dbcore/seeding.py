@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import registry as Registry
@@ -105,8 +106,6 @@ def _differs(current: Any, wanted: Any) -> bool:
     try:
         return bool(current != wanted)
     except Exception:  # e.g. numpy arrays: compare element-wise
-        import numpy as np
-
         return not np.array_equal(np.asarray(current), np.asarray(wanted))
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import (
     RetryCallState,
@@ -22,48 +24,35 @@ from tenacity import (
 from dbcore.config import Settings
 from dbcore.engine import get_engine
 from dbcore.errors import ConnectionFailed, DbcoreError, TransactionOutcomeUnknown
+from dbcore.security import SYSTEM_INFO_KEY, remember_api_key
 
-__all__ = ["get_session", "session_dependency", "get_sessionmaker", "run_in_transaction"]
+__all__ = ["get_session", "session_dependency", "get_sessionmaker", "run_in_transaction", "system_session"]
 
 log = logging.getLogger("dbcore.session")
 T = TypeVar("T")
 
-_sessionmakers: dict[str, sessionmaker[Session]] = {}
+# Keyed by engine: when dispose_engines() drops an engine, its sessionmaker goes with it.
+_sessionmakers: weakref.WeakKeyDictionary[Engine, sessionmaker[Session]] = weakref.WeakKeyDictionary()
 _sessionmakers_lock = threading.Lock()
-
-# Hooks that prepare a new session (the security module registers the system-key check).
-_session_openers: list[Callable[[Session, Settings, str | None], None]] = []
-
-
-def _register_session_opener(opener: Callable[[Session, Settings, str | None], None]) -> None:
-    if opener not in _session_openers:
-        _session_openers.append(opener)
-
-
-def _forget_sessionmakers() -> None:
-    with _sessionmakers_lock:
-        _sessionmakers.clear()
 
 
 def get_sessionmaker(settings: Settings | None = None) -> sessionmaker[Session]:
     """The cached ``sessionmaker`` bound to the engine of ``settings``."""
-    settings = settings or Settings.from_env()
-    key = settings.database_url
-    factory = _sessionmakers.get(key)
+    engine = get_engine(settings or Settings.from_env())
+    factory = _sessionmakers.get(engine)
     if factory is None:
         with _sessionmakers_lock:
-            factory = _sessionmakers.get(key)
+            factory = _sessionmakers.get(engine)
             if factory is None:
-                factory = sessionmaker(bind=get_engine(settings), expire_on_commit=False)
-                _sessionmakers[key] = factory
+                factory = sessionmaker(bind=engine, expire_on_commit=False)
+                _sessionmakers[engine] = factory
     return factory
 
 
 def _open(settings: Settings, api_key: str | None) -> Session:
     session = get_sessionmaker(settings)()
     session.info["dbcore.settings"] = settings
-    for opener in _session_openers:
-        opener(session, settings, api_key)
+    remember_api_key(session, api_key)
     return session
 
 
@@ -92,6 +81,14 @@ def get_session(settings: Settings | None = None, *, api_key: str | None = None)
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def system_session(settings: Settings | None = None) -> Iterator[Session]:
+    """A session allowed to write system tables without a key: for bootstrapping (``dbcore init``)."""
+    with get_session(settings) as session:
+        session.info[SYSTEM_INFO_KEY] = True
+        yield session
 
 
 def session_dependency(settings: Settings | None = None, *, api_key: str | None = None) -> Iterator[Session]:

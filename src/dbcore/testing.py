@@ -18,7 +18,6 @@ server for one test and drops it afterwards, so tests can run in any order.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -29,6 +28,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session
+
+from dbcore.config import LiveTestSettings
+from dbcore.DB_Agents import Agent
+from dbcore.DB_Entities import Entity, Room, RoomKind
 
 __all__ = [
     "DialectUnavailable",
@@ -48,8 +51,7 @@ class DialectUnavailable(Exception):
 
 def required_dialects() -> set[str]:
     """Dialects named in ``DBCORE_REQUIRE_DIALECTS``: their absence is a failure, not a skip."""
-    raw = os.environ.get("DBCORE_REQUIRE_DIALECTS", "")
-    return {part.strip().lower() for part in raw.split(",") if part.strip()}
+    return set(LiveTestSettings.from_env().required_dialects)
 
 
 def _docker_answers() -> bool:
@@ -116,14 +118,10 @@ class TestServers:
         return self._urls[dialect]
 
     def _find(self, dialect: str) -> URL:
-        env = {
-            "postgresql": "DBCORE_TEST_POSTGRES_URL",
-            "postgresql_novector": "DBCORE_TEST_POSTGRES_NOVECTOR_URL",
-            "mariadb": "DBCORE_TEST_MARIADB_URL",
-            "mssql": "DBCORE_TEST_MSSQL_URL",
-        }[dialect]
-        if os.environ.get(env):
-            url = make_url(os.environ[env])
+        env = LiveTestSettings.url_variable(dialect)
+        given = LiveTestSettings.from_env().urls.get(dialect)
+        if given:
+            url = make_url(given)
             _check_reachable(url, env)
             return url
         if dialect == "postgresql":
@@ -236,9 +234,6 @@ def add_memory_parents(session: Session, *, rooms: int = 1, name: str = "test") 
     Returns ``{"agent_id": ..., "entity_id": ..., "room_ids": [...]}``, ready for
     :func:`dbcore.memories.add_memories`. The caller commits.
     """
-    from dbcore.DB_Agents import Agent
-    from dbcore.DB_Entities import Entity, Room, RoomKind
-
     agent = Agent(name=name)
     session.add(agent)
     session.flush()

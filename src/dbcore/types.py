@@ -13,6 +13,7 @@ import datetime as dt
 import enum
 import re
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator, TypeEngine, UserDefinedType
 
-from dbcore.engine import has_pgvector
+from dbcore.config import VECTOR_MAX_DIM
 from dbcore.errors import DimensionMismatchError, ValidationError
 
 __all__ = [
@@ -34,12 +35,25 @@ __all__ = [
     "SqlEnum",
     "Vector",
     "VECTOR_MAX_DIM",
+    "vector_values",
     "UTCDateTime",
     "utcnow",
+    "has_pgvector",
+    "set_pgvector",
 ]
 
-#: The largest dimension a Vector column accepts (pgvector's limit for ``vector``).
-VECTOR_MAX_DIM = 16000
+# Set on a PostgreSQL dialect when its engine's first connection has told whether pgvector exists.
+_PGVECTOR_ATTRIBUTE = "dbcore_pgvector"
+
+
+def has_pgvector(dialect: Dialect) -> bool:
+    """Whether Vector columns on this PostgreSQL dialect use pgvector (True until a connection says otherwise)."""
+    return bool(getattr(dialect, _PGVECTOR_ATTRIBUTE, True))
+
+
+def set_pgvector(dialect: Dialect, available: bool) -> None:
+    """Record what a connection of this dialect's engine said about pgvector."""
+    setattr(dialect, _PGVECTOR_ATTRIBUTE, available)
 
 
 def _shown(value: Any) -> str:
@@ -392,32 +406,7 @@ class Vector(_ColumnAware, TypeDecorator[np.ndarray]):
 
     def to_float32(self, value: Any) -> np.ndarray:
         """Check ``value`` and return it as a flat float32 array of ``dim`` values."""
-        where = self.column_label
-        if isinstance(value, (str, bytes, bytearray, memoryview)):
-            raise ValidationError(
-                f"{where} expects {self.dim} numbers (list, tuple or array), got {type(value).__name__}"
-            )
-        try:
-            array = value if isinstance(value, np.ndarray) else np.asarray(value)
-        except (ValueError, TypeError) as exc:
-            raise ValidationError(f"{where} expects a flat or regular array of numbers; {exc}") from None
-        if array.dtype.kind not in "iuf" or array.ndim == 0:
-            raise ValidationError(
-                f"{where} expects real numbers in a list, tuple or array, got {type(value).__name__} "
-                f"of dtype {array.dtype} (ragged lists and None inside become 'object')"
-            )
-        flat = array.reshape(-1)
-        if flat.size != self.dim:
-            raise DimensionMismatchError(
-                f"Vector({self.dim}) got {flat.size} values for {where}; set DBCORE_VECTOR_DIMS or re-embed"
-            )
-        with np.errstate(over="ignore", invalid="ignore"):
-            converted = flat.astype("<f4")
-        if not np.isfinite(converted).all():
-            raise ValidationError(
-                f"{where} got NaN, infinity or a value beyond float32 range; embeddings must be finite"
-            )
-        return converted
+        return vector_values(value, self.dim, where=self.column_label)
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
@@ -456,6 +445,55 @@ class Vector(_ColumnAware, TypeDecorator[np.ndarray]):
     @property
     def python_type(self) -> type[np.ndarray]:
         return np.ndarray
+
+
+def vector_values(values: Any, dims: int, *, where: str, rows: int | None = None, nonzero: bool = False) -> np.ndarray:
+    """``values`` as finite float32 numbers: one vector of ``dims`` (any shape holding them), or ``rows`` x ``dims``.
+
+    The one check every embedding passes, whether it is written through a Vector column,
+    a vector store or the bulk writer: real numbers only (no strings, booleans or
+    complex numbers), the right count, finite in float32. ``nonzero`` also refuses
+    all-zero vectors, whose cosine similarity is undefined. Raises
+    DimensionMismatchError for a wrong count, ValidationError for anything else.
+    """
+    if values is None or isinstance(values, (str, bytes, bytearray, memoryview, Mapping)):
+        raise ValidationError(f"{where} expects {dims} numbers (list, tuple or array), got {type(values).__name__}")
+    try:
+        array = values if isinstance(values, np.ndarray) else np.asarray(values)
+    except (ValueError, TypeError) as exc:
+        raise ValidationError(f"{where} expects a flat or regular array of numbers; {exc}") from None
+    if array.dtype.kind not in "iuf" or array.ndim == 0:
+        raise ValidationError(
+            f"{where} expects real numbers in a list, tuple or array, got {type(values).__name__} "
+            f"of dtype {array.dtype} (ragged lists and None inside become 'object')"
+        )
+    if rows is None:
+        array = array.reshape(-1)
+        count = array.size
+    elif array.ndim != 2 or array.shape[0] != rows:
+        raise ValidationError(f"{where} expects one row per item ({rows} x {dims}), got shape {array.shape}")
+    else:
+        count = array.shape[1]
+    if count != dims:
+        raise DimensionMismatchError(
+            f"Vector({dims}) got {count} values for {where}; set DBCORE_VECTOR_DIMS or re-embed"
+        )
+    with np.errstate(over="ignore", invalid="ignore"):
+        converted = array.astype("<f4")
+    finite = np.isfinite(converted).all(axis=-1)
+    if not finite.all():
+        raise ValidationError(
+            f"{where}{_row(finite, rows)} got NaN, infinity or a value beyond float32 range; embeddings must be finite"
+        )
+    if nonzero:
+        used = converted.any(axis=-1)
+        if not np.all(used):
+            raise ValidationError(f"{where}{_row(used, rows)} is all zeros; cosine similarity is undefined for it")
+    return converted
+
+
+def _row(ok: Any, rows: int | None) -> str:
+    return "" if rows is None else f" (row {int(np.flatnonzero(~np.asarray(ok))[0])})"
 
 
 # --- timestamps -------------------------------------------------------------

@@ -21,18 +21,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from dbcore.config import Settings
 from dbcore.DB_Memories import Memory, MemoryEmbedding, VectorOutbox
+from dbcore.engine import get_engine
 from dbcore.memories import memory_records
 from dbcore.vectorstores.base import VectorStore, chunked
-
-if TYPE_CHECKING:
-    from dbcore.config import Settings
 
 __all__ = ["SyncReport", "DriftReport", "ReindexReport", "sync", "verify", "reindex", "memory_records", "Progress"]
 
@@ -105,11 +104,7 @@ class ReindexReport:
 
 
 def _engine_of(settings: Settings | None, engine: Engine | None) -> Engine:
-    if engine is not None:
-        return engine
-    from dbcore.engine import get_engine
-
-    return get_engine(settings)
+    return engine if engine is not None else get_engine(settings)
 
 
 def _pending_count(conn: Connection) -> int:

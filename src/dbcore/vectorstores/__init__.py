@@ -17,14 +17,12 @@ import importlib
 import threading
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from dbcore.config import Settings
 from dbcore.errors import ConfigurationError
 from dbcore.vectorstores.base import Match, Record, StoreHealth, VectorStore
 from dbcore.vectorstores.filters import And, F, Filter, Or, UnsupportedFilter
-
-if TYPE_CHECKING:
-    from dbcore.config import Settings
 
 __all__ = [
     "VectorStore",
@@ -152,10 +150,7 @@ def get_vector_store(settings: Settings | None = None, *, backend: str | None = 
     ``backend`` overrides ``settings.vector_backend`` (needed for third-party names,
     which Settings does not know). ``kwargs`` go to the backend factory.
     """
-    if settings is None:
-        from dbcore.config import Settings
-
-        settings = Settings.from_env()
+    settings = settings or Settings.from_env()
     name = backend or settings.vector_backend
     store = _registry.resolve(name)(settings, **kwargs)
     if not isinstance(store, VectorStore):

@@ -25,7 +25,8 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from dbcore.errors import DimensionMismatchError, ValidationError
+from dbcore.errors import ValidationError
+from dbcore.types import VECTOR_MAX_DIM, vector_values
 from dbcore.vectorstores.filters import (
     DATETIME_FIELDS,
     MEMORY_FIELDS,
@@ -111,32 +112,10 @@ def coerce_id(value: Any) -> str:
 def validate_vector(values: Any, dims: int, *, what: str = "vector") -> np.ndarray:
     """Return ``values`` as a float32 array of length ``dims``, or raise.
 
-    Wrong length raises DimensionMismatchError; empty, non-numeric, NaN or infinite
-    values raise ValidationError.
+    The same check as every Vector column (:func:`dbcore.types.vector_values`), plus
+    all-zero vectors refused: cosine similarity is undefined for them.
     """
-    if values is None or isinstance(values, (str, bytes, Mapping)):
-        raise ValidationError(f"{what} must be a sequence of numbers, got {type(values).__name__}")
-    try:
-        array = np.asarray(values)
-    except (TypeError, ValueError):
-        raise ValidationError(f"{what} must be a flat sequence of numbers") from None
-    if array.ndim != 1:
-        raise ValidationError(f"{what} must be one-dimensional, got shape {array.shape}")
-    if array.size == 0:
-        raise ValidationError(f"{what} is empty; expected {dims} values")
-    if array.dtype.kind not in "iuf":
-        raise ValidationError(f"{what} must hold numbers, got dtype {array.dtype}")
-    if array.size != dims:
-        raise DimensionMismatchError(
-            f"{what} has {array.size} values but the store holds {dims}-dimensional vectors; "
-            "re-embed with the right model or set DBCORE_VECTOR_DIMS"
-        )
-    array = array.astype(np.float64)
-    if not np.all(np.isfinite(array)):
-        raise ValidationError(f"{what} contains NaN or infinite values")
-    if not np.any(array):
-        raise ValidationError(f"{what} is all zeros; cosine similarity is undefined for it")
-    return array.astype(np.float32)
+    return vector_values(values, dims, where=what, nonzero=True)
 
 
 def _encode_scalar(key: str, value: Any) -> Any:
@@ -259,8 +238,8 @@ class VectorStore(ABC):
     backend_name: ClassVar[str] = "abstract"
 
     def __init__(self, dims: int, *, metadata_keys: Iterable[str] = ()) -> None:
-        if not isinstance(dims, int) or isinstance(dims, bool) or not 1 <= dims <= 16000:
-            raise ValidationError(f"dims={dims!r} must be an integer between 1 and 16000")
+        if not isinstance(dims, int) or isinstance(dims, bool) or not 1 <= dims <= VECTOR_MAX_DIM:
+            raise ValidationError(f"dims={dims!r} must be an integer between 1 and {VECTOR_MAX_DIM}")
         self._dims = dims
         self._filter_fields = frozenset(MEMORY_FIELDS | frozenset(metadata_keys))
 

@@ -16,26 +16,23 @@ Environment (read by :meth:`ChromaVectorStore.from_env`): ``DBCORE_CHROMA_HOST``
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from dbcore.config import ChromaSettings, Settings
 from dbcore.errors import ConfigurationError, DimensionMismatchError
 from dbcore.vectorstores.base import Match, PreparedRecord, Record, StoreHealth, VectorStore, chunked, decode_metadata
 from dbcore.vectorstores.filters import And, Condition, Filter, Or, UnsupportedFilter, is_number
-
-if TYPE_CHECKING:
-    from dbcore.config import Settings
 
 __all__ = ["ChromaVectorStore", "create_store", "to_chroma_where", "to_chroma_metadata"]
 
 _ID_PAGE = 1000
 
 DIMS_KEY = "dbcore_dims"
-DEFAULT_COLLECTION = "memories"
-DEFAULT_PATH = "./.chroma"
+DEFAULT_COLLECTION = ChromaSettings.collection
+DEFAULT_PATH = ChromaSettings.path
 
 
 def to_chroma_where(node: Filter) -> dict[str, Any]:
@@ -100,25 +97,24 @@ class ChromaVectorStore(VectorStore):
         self._check_collection()
 
     @classmethod
+    def from_settings(
+        cls, chroma: ChromaSettings, dims: int, *, metadata_keys: Iterable[str] = ()
+    ) -> ChromaVectorStore:
+        """Open the client and collection ``chroma`` names (a server when it has a host, else a folder)."""
+        import chromadb
+
+        if chroma.host:
+            client = chromadb.HttpClient(host=chroma.host, port=chroma.port)
+        else:
+            client = chromadb.PersistentClient(path=chroma.path)
+        return cls(client, dims, collection=chroma.collection, metadata_keys=metadata_keys)
+
+    @classmethod
     def from_env(
         cls, dims: int, *, environ: Mapping[str, str] | None = None, metadata_keys: Iterable[str] = ()
     ) -> ChromaVectorStore:
         """Open the client and collection named by the DBCORE_CHROMA_* variables."""
-        env = os.environ if environ is None else environ
-        import chromadb
-
-        host = (env.get("DBCORE_CHROMA_HOST") or "").strip()
-        collection = (env.get("DBCORE_CHROMA_COLLECTION") or DEFAULT_COLLECTION).strip()
-        if host:
-            raw_port = (env.get("DBCORE_CHROMA_PORT") or "8000").strip()
-            try:
-                port = int(raw_port)
-            except ValueError:
-                raise ConfigurationError(f"DBCORE_CHROMA_PORT={raw_port!r} is not a port number") from None
-            client = chromadb.HttpClient(host=host, port=port)
-        else:
-            client = chromadb.PersistentClient(path=(env.get("DBCORE_CHROMA_PATH") or DEFAULT_PATH).strip())
-        return cls(client, dims, collection=collection, metadata_keys=metadata_keys)
+        return cls.from_settings(ChromaSettings.from_env(environ), dims, metadata_keys=metadata_keys)
 
     def __repr__(self) -> str:
         return f"ChromaVectorStore(collection={self._collection_name!r}, dims={self.dims})"
@@ -256,6 +252,6 @@ def _collection_space(col: Any) -> str | None:
 
 
 def create_store(settings: Settings, **kwargs: Any) -> ChromaVectorStore:
-    """Registry factory: ``from_env`` with ``settings.vector_dims`` unless ``dims`` is given."""
+    """Registry factory: ``settings.chroma`` with ``settings.vector_dims`` unless ``dims`` is given."""
     dims = kwargs.pop("dims", settings.vector_dims)
-    return ChromaVectorStore.from_env(dims, **kwargs)
+    return ChromaVectorStore.from_settings(settings.chroma, dims, **kwargs)

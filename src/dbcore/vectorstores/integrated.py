@@ -37,25 +37,24 @@ import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from dbcore.config import Settings
 from dbcore.DB_Memories import Memory, MemoryEmbedding
-from dbcore.engine import has_pgvector
+from dbcore.engine import get_engine
 from dbcore.errors import DataError, DimensionMismatchError, ValidationError
+from dbcore.hooks import track_embedding_writes
 from dbcore.memories import MEMORY_METADATA_COLUMNS, memory_metadata, memory_records
-from dbcore.types import new_uuid, utcnow
-from dbcore.vector_changes import embedding_version, install_embedding_hooks
+from dbcore.types import has_pgvector, new_uuid, utcnow
+from dbcore.vector_changes import embedding_version
 from dbcore.vectorstores.base import Match, PreparedRecord, Record, StoreHealth, VectorStore, chunked
 from dbcore.vectorstores.filters import Filter
 from dbcore.vectorstores.pgvector_wire import HNSW_INFO_KEY, QueryVector, prepare_pg_connection
 from dbcore.vectorstores.sql_filters import SqlFilterCompiler
-
-if TYPE_CHECKING:
-    from dbcore.config import Settings
 
 __all__ = ["IntegratedVectorStore", "create_store", "clear_matrix_cache"]
 
@@ -167,7 +166,7 @@ class IntegratedVectorStore(VectorStore):
         self._cache_key = (engine.url.render_as_string(hide_password=True), dims)
         self._resolved: str | None = None
         self._pg_cache: dict[tuple[bool, bool], tuple[sa.Select[Any], sa.Select[Any]]] = {}
-        install_embedding_hooks(engine)
+        track_embedding_writes(engine)
 
     def __repr__(self) -> str:
         return f"IntegratedVectorStore({self._engine.url.render_as_string(hide_password=True)!r}, dims={self.dims})"
@@ -492,6 +491,4 @@ def _top(scores: np.ndarray, k: int, min_score: float | None) -> np.ndarray:
 
 def create_store(settings: Settings, **kwargs: Any) -> IntegratedVectorStore:
     """Build the integrated store on the engine of ``settings`` (``kwargs`` go to the store)."""
-    from dbcore.engine import get_engine
-
     return IntegratedVectorStore(get_engine(settings), settings.vector_dims, **kwargs)

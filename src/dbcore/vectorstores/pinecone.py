@@ -23,20 +23,17 @@ errors or reprs.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import numpy as np
 
+from dbcore.config import PineconeSettings, Settings
 from dbcore.errors import ConfigurationError, ConnectionFailed, DatabaseError, DimensionMismatchError, ValidationError
 from dbcore.vectorstores.base import Match, PreparedRecord, Record, StoreHealth, VectorStore, chunked, decode_metadata
 from dbcore.vectorstores.filters import And, Condition, Filter, Or, UnsupportedFilter, is_number
-
-if TYPE_CHECKING:
-    from dbcore.config import Settings
 
 __all__ = [
     "PineconeVectorStore",
@@ -163,25 +160,27 @@ class PineconeVectorStore(VectorStore):
             self._check_index()
 
     @classmethod
+    def from_settings(
+        cls, pinecone: PineconeSettings, dims: int, *, metadata_keys: Iterable[str] = (), **kwargs: Any
+    ) -> PineconeVectorStore:
+        """Connect with ``pinecone.api_key`` to its host or index name."""
+        if not pinecone.api_key:
+            raise ConfigurationError("the pinecone vector store needs PINECONE_API_KEY")
+        if not pinecone.host and not pinecone.index:
+            raise ConfigurationError("the pinecone vector store needs DBCORE_PINECONE_INDEX (or DBCORE_PINECONE_HOST)")
+        from pinecone import Pinecone
+
+        client = Pinecone(api_key=pinecone.api_key)
+        host, name = pinecone.host, pinecone.index
+        index = _call(lambda: client.Index(host=host) if host else client.Index(name=name), "open the index")
+        return cls(index, dims, namespace=pinecone.namespace, metadata_keys=metadata_keys, **kwargs)
+
+    @classmethod
     def from_env(
         cls, dims: int, *, environ: Mapping[str, str] | None = None, metadata_keys: Iterable[str] = (), **kwargs: Any
     ) -> PineconeVectorStore:
         """Connect with PINECONE_API_KEY to DBCORE_PINECONE_HOST or DBCORE_PINECONE_INDEX."""
-        env = os.environ if environ is None else environ
-        api_key = (env.get("PINECONE_API_KEY") or "").strip()
-        host = (env.get("DBCORE_PINECONE_HOST") or "").strip()
-        name = (env.get("DBCORE_PINECONE_INDEX") or "").strip()
-        if not api_key:
-            raise ConfigurationError("the pinecone vector store needs PINECONE_API_KEY")
-        if not host and not name:
-            raise ConfigurationError("the pinecone vector store needs DBCORE_PINECONE_INDEX (or DBCORE_PINECONE_HOST)")
-        from pinecone import Pinecone
-
-        client = Pinecone(api_key=api_key)
-        index = _call(lambda: client.Index(host=host) if host else client.Index(name=name), "open the index")
-        return cls(
-            index, dims, namespace=env.get("DBCORE_PINECONE_NAMESPACE") or "", metadata_keys=metadata_keys, **kwargs
-        )
+        return cls.from_settings(PineconeSettings.from_env(environ), dims, metadata_keys=metadata_keys, **kwargs)
 
     def __repr__(self) -> str:
         host = getattr(self._index, "host", "?")
@@ -332,6 +331,6 @@ def _call(operation: Callable[[], T], what: str) -> T:
 
 
 def create_store(settings: Settings, **kwargs: Any) -> PineconeVectorStore:
-    """Registry factory: ``from_env`` with ``settings.vector_dims`` unless ``dims`` is given."""
+    """Registry factory: ``settings.pinecone`` with ``settings.vector_dims`` unless ``dims`` is given."""
     dims = kwargs.pop("dims", settings.vector_dims)
-    return PineconeVectorStore.from_env(dims, **kwargs)
+    return PineconeVectorStore.from_settings(settings.pinecone, dims, **kwargs)

@@ -1,0 +1,121 @@
+"""What each dialect's connections need, as plain functions: dbcore's engines call them from
+the listeners in :mod:`dbcore.hooks`.
+
+- SQLite: transaction control taken from pysqlite (so SAVEPOINT and BEGIN work as on
+  servers), foreign keys on, a busy timeout, WAL for files, and a REGEXP function so
+  regex filters work as on the servers.
+- MariaDB/MySQL: strict ``sql_mode`` (no silent truncation) and utf8mb4.
+- PostgreSQL: whether the server has pgvector, recorded on the dialect for the types.
+- Every dialect: driver errors translated to dbcore's typed errors.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import re
+import sqlite3
+import threading
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import ExceptionContext
+
+from dbcore.errors import DataError, DbcoreError, classify_dbapi_error
+from dbcore.types import set_pgvector
+
+__all__ = [
+    "MARIADB_SQL_MODE",
+    "prepare_sqlite_connection",
+    "begin_sqlite",
+    "prepare_mysql_connection",
+    "detect_pgvector",
+    "translate_error",
+]
+
+#: The sql_mode every MariaDB/MySQL connection runs with: strict, no silent truncation.
+MARIADB_SQL_MODE = (
+    "STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ZERO_DATE,NO_ZERO_IN_DATE,"
+    "NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO"
+)
+
+# The last regular-expression error per thread: SQLite reports an exception
+# raised inside a user function only as "user-defined function raised
+# exception", so the REGEXP function leaves the real reason here.
+_regexp_failure = threading.local()
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _sqlite_regexp(pattern: str | None, value: Any) -> bool | None:
+    """REGEXP for SQLite: ``value REGEXP pattern`` with Python's ``re.search``."""
+    if pattern is None or value is None:
+        return None
+    try:
+        compiled = _compiled(pattern)
+    except re.error as exc:
+        _regexp_failure.error = f"invalid regular expression {pattern!r}: {exc}"
+        raise
+    return compiled.search(value if isinstance(value, str) else str(value)) is not None
+
+
+def prepare_sqlite_connection(dbapi_connection: sqlite3.Connection, *, busy_timeout_ms: int, in_memory: bool) -> None:
+    """Set up a new SQLite connection (see the module docstring)."""
+    # Take transaction control from pysqlite so SAVEPOINT and BEGIN work as on servers.
+    dbapi_connection.isolation_level = None
+    dbapi_connection.create_function("regexp", 2, _sqlite_regexp, deterministic=True)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    if not in_memory:
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.close()
+
+
+def begin_sqlite(connection: sa.Connection) -> None:
+    """Open the transaction explicitly (pysqlite no longer does, see above)."""
+    connection.exec_driver_sql("BEGIN")
+
+
+def prepare_mysql_connection(dbapi_connection: Any) -> None:
+    """Strict sql_mode and utf8mb4 on a new MariaDB/MySQL connection."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET SESSION sql_mode = %s", (MARIADB_SQL_MODE,))
+    cursor.execute("SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci")
+    cursor.close()
+
+
+def detect_pgvector(dialect: sa.Dialect, dbapi_connection: Any) -> None:
+    """Record on ``dialect`` whether the server offers pgvector (Vector columns use bytea without it)."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'")
+    row = cursor.fetchone()
+    cursor.close()
+    set_pgvector(dialect, bool(row and row[0]))
+
+
+def translate_error(context: ExceptionContext) -> None:
+    """Raise dbcore's typed error for a driver error (SQLAlchemy then raises it instead)."""
+    # Pre-ping failures must reach SQLAlchemy untouched: it reconnects on them.
+    if context.is_pre_ping:
+        return
+    orig = context.original_exception
+    if isinstance(orig, DbcoreError):
+        # Raised by dbcore's own types while binding parameters: nothing reached the server.
+        # A copy, because SQLAlchemy chains the raised error to the original.
+        raise copy.copy(orig)
+    dialect_name = context.dialect.name
+    if dialect_name == "sqlite":
+        reason = getattr(_regexp_failure, "error", None)
+        if reason and "user-defined function raised exception" in str(orig):
+            _regexp_failure.error = None
+            raise DataError(f"DataError on sqlite: {reason}", orig=orig, dialect="sqlite") from orig
+    # No connection yet means the failure happened while connecting.
+    connecting = context.connection is None and context.statement is None
+    error = classify_dbapi_error(dialect_name, orig, is_disconnect=context.is_disconnect or connecting)
+    if error is not None:
+        raise error from orig

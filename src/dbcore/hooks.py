@@ -1,0 +1,226 @@
+"""Every SQLAlchemy event dbcore listens to, in one place.
+
+Session hooks act only on work sent to a *dbcore engine*: one made by
+:func:`dbcore.create_engine` / :func:`dbcore.get_engine`, or handed to
+:func:`attach`. A ``Session`` of another application on its own engine, in the same
+process, is left alone; a ``Session(dbcore.get_engine())`` built by hand is guarded
+like one from :func:`dbcore.get_session`. The session listeners are attached to
+SQLAlchemy's ``Session`` class once, when this module is imported (nothing else
+reaches every session, hand-made ones included); each first asks whether the work
+goes to a dbcore engine and returns at once when it does not.
+
+==========================  ==========================  ===========================================
+hook                        event                       what it does
+==========================  ==========================  ===========================================
+system-table guard          Session ``before_flush``    refuses inserts, updates and deletes of
+                            and ``do_orm_execute``      ``__system__`` tables without the system
+                                                        API key (:mod:`dbcore.security`)
+soft-delete filter          Session ``do_orm_execute``  hides ``SoftDeleteMixin`` rows from ORM
+                                                        SELECTs unless ``include_deleted=True``
+outbox markers              Session ``after_flush``     with an external vector store: one
+                            and ``do_orm_execute``      ``vector_outbox`` row per memory changed
+                                                        by a flush or a bulk UPDATE/DELETE
+                                                        (:mod:`dbcore.vector_changes`)
+post-save / transitions     Session ``after_flush``,    records flushed changes and runs the
+                            ``after_commit``,           :func:`~dbcore.on_saved` and
+                            ``after_soft_rollback``,    :func:`~dbcore.on_transition` hooks after
+                            ``after_transaction_end``   the outermost COMMIT (:mod:`dbcore.events`)
+``updated_at``              mapper ``before_update``    refreshes ``UpdateMixin.updated_at`` on a
+                            of ``UpdateMixin``          flush that changes the row (its classes
+                                                        only, on any engine)
+embedding version           engine ``before_execute``   bumps ``embedding_versions`` before every
+                                                        INSERT/UPDATE/DELETE of
+                                                        ``memory_embeddings`` (attached by
+                                                        :func:`attach` and
+                                                        :func:`track_embedding_writes`)
+connection set-up           engine ``connect``,         SQLite pragmas, REGEXP and BEGIN; MariaDB
+                            ``begin``,                  strict sql_mode; pgvector detection on
+                            ``first_connect``           PostgreSQL (:mod:`dbcore.dialects`)
+typed errors                engine ``handle_error``     driver errors become dbcore's typed errors
+==========================  ==========================  ===========================================
+
+One listener is attached elsewhere, where it is asked for: :func:`~dbcore.on_transition`
+makes the watched attribute load its old value before a change (an attribute ``set``
+event with ``active_history``), so ``from_`` can be matched.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+import weakref
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import UnboundExecutionError
+from sqlalchemy.orm import Mapper, ORMExecuteState, Session, SessionTransaction, UOWTransaction, object_session
+
+from dbcore import dialects, events, security, vector_changes
+from dbcore.config import Settings
+from dbcore.DB_Memories import Memory
+from dbcore.Mixins import INCLUDE_DELETED, SoftDeleteMixin, UpdateMixin
+from dbcore.types import utcnow
+
+__all__ = ["attach", "track_embedding_writes", "is_dbcore_engine", "outbox_enabled"]
+
+_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+_counting: weakref.WeakSet[Engine] = weakref.WeakSet()
+_outbox: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+# --- engines ---------------------------------------------------------------------------
+
+
+def attach(engine: Engine, settings: Settings) -> None:
+    """Make ``engine`` a dbcore engine: connection set-up, typed errors, the session hooks.
+
+    :func:`dbcore.create_engine` calls it; call it yourself only for an engine you
+    built with ``sqlalchemy.create_engine`` and want dbcore's guarantees on.
+    """
+    if engine in _engines:
+        return
+    name = engine.dialect.name
+    if name == "sqlite":
+        database = engine.url.database or ""
+        setup = functools.partial(
+            dialects.prepare_sqlite_connection,
+            busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+            in_memory=database in ("", ":memory:") or "mode=memory" in database,
+        )
+        event.listen(engine, "connect", lambda dbapi_connection, _record: setup(dbapi_connection))
+        event.listen(engine, "begin", dialects.begin_sqlite)
+    elif name in ("mysql", "mariadb"):
+        event.listen(
+            engine, "connect", lambda dbapi_connection, _record: dialects.prepare_mysql_connection(dbapi_connection)
+        )
+    elif name == "postgresql":
+        dialect = engine.dialect
+        event.listen(
+            engine,
+            "first_connect",
+            lambda dbapi_connection, _record: dialects.detect_pgvector(dialect, dbapi_connection),
+        )
+    event.listen(engine, "handle_error", dialects.translate_error)
+    track_embedding_writes(engine)
+    if settings.vector_backend != "integrated":
+        _outbox.add(engine)
+    _engines.add(engine)
+
+
+def track_embedding_writes(engine: Engine) -> None:
+    """Bump the embedding version before every write to ``memory_embeddings`` through ``engine``."""
+    if engine not in _counting:
+        event.listen(engine, "before_execute", _count_embedding_write)
+        _counting.add(engine)
+
+
+def _count_embedding_write(conn: Connection, clauseelement: Any, multiparams: Any, params: Any, options: Any) -> None:
+    if vector_changes.target_table(clauseelement) == vector_changes.EMBEDDINGS_TABLE:
+        vector_changes.bump_embedding_version(conn)
+
+
+def _engine_of(bind: Any) -> Engine | None:
+    return getattr(bind, "engine", None)
+
+
+def is_dbcore_engine(bind: Any) -> bool:
+    """Whether ``bind`` (an Engine or a Connection) belongs to a dbcore engine."""
+    return _engine_of(bind) in _engines
+
+
+def outbox_enabled(bind: Any) -> bool:
+    """Whether writes through ``bind`` record outbox markers (an external vector store is configured)."""
+    return _engine_of(bind) in _outbox
+
+
+def _bound_to_dbcore(session: Session, **bind_arguments: Any) -> bool:
+    try:
+        return is_dbcore_engine(session.get_bind(**bind_arguments))
+    except UnboundExecutionError:
+        return False
+
+
+def _object_bound_to_dbcore(session: Session, obj: Any) -> bool:
+    return _bound_to_dbcore(session, mapper=sa.inspect(obj).mapper)
+
+
+# --- session hooks ------------------------------------------------------------------------
+
+
+@event.listens_for(Session, "before_flush")
+def _guard_flush(session: Session, _context: Any, _instances: Any) -> None:
+    security.check_flush(session, lambda obj: _object_bound_to_dbcore(session, obj))
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _on_orm_execute(state: ORMExecuteState) -> None:
+    if not _bound_to_dbcore(state.session, **state.bind_arguments):
+        return
+    if state.is_select:
+        _hide_soft_deleted(state)
+    elif state.is_insert or state.is_update or state.is_delete:
+        security.check_statement(state)
+        if _outbox and (state.is_update or state.is_delete):
+            _bulk_outbox_markers(state)
+
+
+def _hide_soft_deleted(state: ORMExecuteState) -> None:
+    # Column loads refresh an object already in hand (e.g. after commit); filtering them
+    # would make a soft-deleted object raise ObjectDeletedError when read.
+    if state.is_column_load or state.execution_options.get(INCLUDE_DELETED, False):
+        return
+    state.statement = state.statement.options(
+        sa.orm.with_loader_criteria(SoftDeleteMixin, lambda cls: cls.deleted_at.is_(None), include_aliases=True)
+    )
+
+
+def _bulk_outbox_markers(state: ORMExecuteState) -> None:
+    column = vector_changes.memory_id_column(state.statement)
+    if column is None:
+        return
+    connection = state.session.connection(bind_arguments=state.bind_arguments)
+    if outbox_enabled(connection):
+        ids = vector_changes.matching_ids(connection, state.statement, column)
+        vector_changes.record_outbox(connection, ids, "delete" if state.is_delete else "upsert")
+
+
+@event.listens_for(Session, "after_flush")
+def _after_flush(session: Session, _flush_context: UOWTransaction) -> None:
+    if _outbox and _bound_to_dbcore(session, mapper=sa.inspect(Memory)):
+        connection = session.connection(bind_arguments={"mapper": sa.inspect(Memory)})
+        if outbox_enabled(connection):
+            by_op: dict[str, list[uuid.UUID]] = {}
+            for memory_id, op in vector_changes.flush_markers(session).items():
+                by_op.setdefault(op, []).append(memory_id)
+            for op, ids in by_op.items():
+                vector_changes.record_outbox(connection, ids, op)
+    events.record_flush(session, lambda obj: _object_bound_to_dbcore(session, obj))
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    events.run_after_commit(session)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _after_soft_rollback(session: Session, previous_transaction: SessionTransaction) -> None:
+    events.discard_rolled_back(session, previous_transaction)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        events.discard_pending(session)
+
+
+# --- mapper hooks -------------------------------------------------------------------------
+
+
+@event.listens_for(UpdateMixin, "before_update", propagate=True)
+def _touch_updated_at(_mapper: Mapper[Any], _connection: sa.Connection, target: UpdateMixin) -> None:
+    session = object_session(target)
+    # before_update also fires for objects that are dirty without net changes; leave those alone.
+    if session is not None and session.is_modified(target, include_collections=False):
+        target.updated_at = utcnow()
