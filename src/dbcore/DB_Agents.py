@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import uuid
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
@@ -14,6 +15,10 @@ from dbcore.DB_Auth import OptionalOwnerUserRefMixin
 from dbcore.Mixins import BaseMixin, SoftDeleteMixin, UpdateMixin
 from dbcore.refs import ref_mixins
 from dbcore.types import SqlEnum, utcnow
+
+if TYPE_CHECKING:
+    from dbcore.DB_Entities import Entity, World
+    from dbcore.DB_Memories import CacheEntry, Memory
 
 __all__ = [
     "Agent",
@@ -46,8 +51,30 @@ class Agent(Base, BaseMixin, UpdateMixin, SoftDeleteMixin, OptionalOwnerUserRefM
     )
     enabled: Mapped[bool] = mapped_column(default=True, comment="False stops the agent without deleting it.")
 
+    if TYPE_CHECKING:
+        # Backrefs added at run time by the reference mixins of other models.
+        activities: Mapped[list[Activity]]
+        tasks: Mapped[list[Task]]
+        worlds: Mapped[list[World]]
+        entities: Mapped[list[Entity]]
+        memories: Mapped[list[Memory]]
+        cache_entries: Mapped[list[CacheEntry]]
 
-AgentRefMixin, OptionalAgentRefMixin = ref_mixins(Agent)
+
+# ref_mixins() builds its classes at run time; type checkers read these declarations instead
+# (tests/test_typing.py keeps them equal to what ref_mixins() generates).
+if TYPE_CHECKING:
+
+    class AgentRefMixin:
+        agent_id: Mapped[uuid.UUID]
+        agent: Mapped[Agent]
+
+    class OptionalAgentRefMixin:
+        agent_id: Mapped[uuid.UUID | None]
+        agent: Mapped[Agent | None]
+
+else:
+    AgentRefMixin, OptionalAgentRefMixin = ref_mixins(Agent)
 
 
 class ActivityType(Base, BaseMixin, UpdateMixin):
@@ -75,8 +102,22 @@ class ActivityType(Base, BaseMixin, UpdateMixin):
         {"id": "FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF", "name": "Thinking", "description": "The agent is thinking."},
     ]
 
+    if TYPE_CHECKING:
+        activities: Mapped[list[Activity]]  # backref of Activity.activity_type
 
-ActivityTypeRefMixin, OptionalActivityTypeRefMixin = ref_mixins(ActivityType)
+
+if TYPE_CHECKING:
+
+    class ActivityTypeRefMixin:
+        activity_type_id: Mapped[uuid.UUID]
+        activity_type: Mapped[ActivityType]
+
+    class OptionalActivityTypeRefMixin:
+        activity_type_id: Mapped[uuid.UUID | None]
+        activity_type: Mapped[ActivityType | None]
+
+else:
+    ActivityTypeRefMixin, OptionalActivityTypeRefMixin = ref_mixins(ActivityType)
 
 
 class Activity(Base, BaseMixin, AgentRefMixin, ActivityTypeRefMixin):
@@ -90,7 +131,18 @@ class Activity(Base, BaseMixin, AgentRefMixin, ActivityTypeRefMixin):
     occurred_at: Mapped[datetime.datetime] = mapped_column(default=utcnow, comment="When the activity happened (UTC).")
 
 
-ActivityRefMixin, OptionalActivityRefMixin = ref_mixins(Activity)
+if TYPE_CHECKING:
+
+    class ActivityRefMixin:
+        activity_id: Mapped[uuid.UUID]
+        activity: Mapped[Activity]
+
+    class OptionalActivityRefMixin:
+        activity_id: Mapped[uuid.UUID | None]
+        activity: Mapped[Activity | None]
+
+else:
+    ActivityRefMixin, OptionalActivityRefMixin = ref_mixins(Activity)
 
 
 class TaskStatus(IntEnum):
@@ -118,4 +170,15 @@ class Task(Base, BaseMixin, UpdateMixin, AgentRefMixin):
     due_at: Mapped[datetime.datetime | None] = mapped_column(comment="When the task should run or be done by (UTC).")
 
 
-TaskRefMixin, OptionalTaskRefMixin = ref_mixins(Task)
+if TYPE_CHECKING:
+
+    class TaskRefMixin:
+        task_id: Mapped[uuid.UUID]
+        task: Mapped[Task]
+
+    class OptionalTaskRefMixin:
+        task_id: Mapped[uuid.UUID | None]
+        task: Mapped[Task | None]
+
+else:
+    TaskRefMixin, OptionalTaskRefMixin = ref_mixins(Task)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import uuid
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
@@ -14,6 +14,10 @@ from dbcore.base import Base
 from dbcore.Mixins import BaseMixin, ExpirableMixin, SoftDeleteMixin, UpdateMixin
 from dbcore.refs import ref_mixins
 from dbcore.types import PK_TYPE, SqlEnum
+
+if TYPE_CHECKING:
+    from dbcore.DB_Agents import Agent
+    from dbcore.DB_Entities import Entity
 
 __all__ = [
     "User",
@@ -48,11 +52,49 @@ class User(Base, BaseMixin, UpdateMixin, SoftDeleteMixin):
         PK_TYPE, sa.ForeignKey("entities.id", use_alter=True), index=True
     )
 
+    if TYPE_CHECKING:
+        # Backrefs added at run time by the reference mixins and bind_reverse() of other models.
+        api_keys_as_owner: Mapped[list[ApiKey]]
+        mfa_methods: Mapped[list[MFAMethod]]
+        permission_grants_as_grantor: Mapped[list[PermissionGrant]]
+        permission_grants_as_grantee: Mapped[list[PermissionGrant]]
+        agents_as_owner: Mapped[list[Agent]]
+        entity: Mapped[Entity | None]
 
-UserRefMixin, OptionalUserRefMixin = ref_mixins(User)
-OwnerUserRefMixin, OptionalOwnerUserRefMixin = ref_mixins(User, role="owner")
-GrantorUserRefMixin, _ = ref_mixins(User, role="grantor")
-GranteeUserRefMixin, _ = ref_mixins(User, role="grantee")
+
+# ref_mixins() builds its classes at run time; type checkers read these declarations instead
+# (tests/test_typing.py keeps them equal to what ref_mixins() generates).
+if TYPE_CHECKING:
+
+    class UserRefMixin:
+        user_id: Mapped[uuid.UUID]
+        user: Mapped[User]
+
+    class OptionalUserRefMixin:
+        user_id: Mapped[uuid.UUID | None]
+        user: Mapped[User | None]
+
+    class OwnerUserRefMixin:
+        owner_id: Mapped[uuid.UUID]
+        owner: Mapped[User]
+
+    class OptionalOwnerUserRefMixin:
+        owner_id: Mapped[uuid.UUID | None]
+        owner: Mapped[User | None]
+
+    class GrantorUserRefMixin:
+        grantor_id: Mapped[uuid.UUID]
+        grantor: Mapped[User]
+
+    class GranteeUserRefMixin:
+        grantee_id: Mapped[uuid.UUID]
+        grantee: Mapped[User]
+
+else:
+    UserRefMixin, OptionalUserRefMixin = ref_mixins(User)
+    OwnerUserRefMixin, OptionalOwnerUserRefMixin = ref_mixins(User, role="owner")
+    GrantorUserRefMixin, _ = ref_mixins(User, role="grantor")
+    GranteeUserRefMixin, _ = ref_mixins(User, role="grantee")
 
 
 class ApiKey(Base, BaseMixin, UpdateMixin, ExpirableMixin, OptionalOwnerUserRefMixin):
@@ -73,7 +115,18 @@ class ApiKey(Base, BaseMixin, UpdateMixin, ExpirableMixin, OptionalOwnerUserRefM
     )
 
 
-ApiKeyRefMixin, OptionalApiKeyRefMixin = ref_mixins(ApiKey)
+if TYPE_CHECKING:
+
+    class ApiKeyRefMixin:
+        api_key_id: Mapped[uuid.UUID]
+        api_key: Mapped[ApiKey]
+
+    class OptionalApiKeyRefMixin:
+        api_key_id: Mapped[uuid.UUID | None]
+        api_key: Mapped[ApiKey | None]
+
+else:
+    ApiKeyRefMixin, OptionalApiKeyRefMixin = ref_mixins(ApiKey)
 
 
 class MFAMethodType(IntEnum):
@@ -96,7 +149,18 @@ class MFAMethod(Base, BaseMixin, UpdateMixin, UserRefMixin):
     )
 
 
-MFAMethodRefMixin, OptionalMFAMethodRefMixin = ref_mixins(MFAMethod)
+if TYPE_CHECKING:
+
+    class MFAMethodRefMixin:
+        mfa_method_id: Mapped[uuid.UUID]
+        mfa_method: Mapped[MFAMethod]
+
+    class OptionalMFAMethodRefMixin:
+        mfa_method_id: Mapped[uuid.UUID | None]
+        mfa_method: Mapped[MFAMethod | None]
+
+else:
+    MFAMethodRefMixin, OptionalMFAMethodRefMixin = ref_mixins(MFAMethod)
 
 
 class Permission(IntEnum):
@@ -126,4 +190,15 @@ class PermissionGrant(Base, BaseMixin, UpdateMixin, ExpirableMixin, GrantorUserR
     note: Mapped[dict[str, Any] | None] = mapped_column(comment="Free-form context of the grant (JSON).")
 
 
-PermissionGrantRefMixin, OptionalPermissionGrantRefMixin = ref_mixins(PermissionGrant)
+if TYPE_CHECKING:
+
+    class PermissionGrantRefMixin:
+        permission_grant_id: Mapped[uuid.UUID]
+        permission_grant: Mapped[PermissionGrant]
+
+    class OptionalPermissionGrantRefMixin:
+        permission_grant_id: Mapped[uuid.UUID | None]
+        permission_grant: Mapped[PermissionGrant | None]
+
+else:
+    PermissionGrantRefMixin, OptionalPermissionGrantRefMixin = ref_mixins(PermissionGrant)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
@@ -14,6 +15,9 @@ from dbcore.DB_Auth import User
 from dbcore.Mixins import BaseMixin, UpdateMixin
 from dbcore.refs import bind_reverse, ref_mixins
 from dbcore.types import SqlEnum
+
+if TYPE_CHECKING:
+    from dbcore.DB_Memories import Memory
 
 __all__ = [
     "World",
@@ -48,8 +52,27 @@ class World(Base, BaseMixin, UpdateMixin, OptionalAgentRefMixin):
     server_ref: Mapped[str | None] = mapped_column(sa.Unicode(255), comment="The world's id on its source platform.")
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict, comment="Platform-specific details (JSON).")
 
+    if TYPE_CHECKING:
+        # Backrefs added at run time by the reference mixins of other models.
+        rooms: Mapped[list[Room]]
+        components: Mapped[list[Component]]
+        memories: Mapped[list[Memory]]
 
-WorldRefMixin, OptionalWorldRefMixin = ref_mixins(World)
+
+# ref_mixins() builds its classes at run time; type checkers read these declarations instead
+# (tests/test_typing.py keeps them equal to what ref_mixins() generates).
+if TYPE_CHECKING:
+
+    class WorldRefMixin:
+        world_id: Mapped[uuid.UUID]
+        world: Mapped[World]
+
+    class OptionalWorldRefMixin:
+        world_id: Mapped[uuid.UUID | None]
+        world: Mapped[World | None]
+
+else:
+    WorldRefMixin, OptionalWorldRefMixin = ref_mixins(World)
 
 
 class RoomKind(IntEnum):
@@ -76,8 +99,25 @@ class Room(Base, BaseMixin, UpdateMixin, OptionalWorldRefMixin):
     channel_ref: Mapped[str | None] = mapped_column(sa.Unicode(255), comment="The room's id on its source platform.")
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict, comment="Platform-specific details (JSON).")
 
+    if TYPE_CHECKING:
+        # Backrefs added at run time by the reference mixins of other models.
+        participants: Mapped[list[Participant]]
+        components: Mapped[list[Component]]
+        memories: Mapped[list[Memory]]
 
-RoomRefMixin, OptionalRoomRefMixin = ref_mixins(Room)
+
+if TYPE_CHECKING:
+
+    class RoomRefMixin:
+        room_id: Mapped[uuid.UUID]
+        room: Mapped[Room]
+
+    class OptionalRoomRefMixin:
+        room_id: Mapped[uuid.UUID | None]
+        room: Mapped[Room | None]
+
+else:
+    RoomRefMixin, OptionalRoomRefMixin = ref_mixins(Room)
 
 
 class Entity(Base, BaseMixin, UpdateMixin, AgentRefMixin):
@@ -90,13 +130,41 @@ class Entity(Base, BaseMixin, UpdateMixin, AgentRefMixin):
         "metadata", default=dict, comment="What is known about the entity (JSON)."
     )
 
+    if TYPE_CHECKING:
+        # Added at run time by bind_reverse() below and the reference mixins of other models.
+        users: Mapped[list[User]]
+        participants: Mapped[list[Participant]]
+        relationships_as_source: Mapped[list[Relationship]]
+        relationships_as_target: Mapped[list[Relationship]]
+        components: Mapped[list[Component]]
+        memories: Mapped[list[Memory]]
+
 
 # Late binding as the patterns document shows: users.entity_id is declared in DB_Auth.
 bind_reverse(Entity, User, foreign_keys=lambda: [User.entity_id], post_update=True)
 
-EntityRefMixin, OptionalEntityRefMixin = ref_mixins(Entity)
-SourceEntityRefMixin, _ = ref_mixins(Entity, role="source")
-TargetEntityRefMixin, _ = ref_mixins(Entity, role="target")
+if TYPE_CHECKING:
+
+    class EntityRefMixin:
+        entity_id: Mapped[uuid.UUID]
+        entity: Mapped[Entity]
+
+    class OptionalEntityRefMixin:
+        entity_id: Mapped[uuid.UUID | None]
+        entity: Mapped[Entity | None]
+
+    class SourceEntityRefMixin:
+        source_id: Mapped[uuid.UUID]
+        source: Mapped[Entity]
+
+    class TargetEntityRefMixin:
+        target_id: Mapped[uuid.UUID]
+        target: Mapped[Entity]
+
+else:
+    EntityRefMixin, OptionalEntityRefMixin = ref_mixins(Entity)
+    SourceEntityRefMixin, _ = ref_mixins(Entity, role="source")
+    TargetEntityRefMixin, _ = ref_mixins(Entity, role="target")
 
 
 class ParticipantState(IntEnum):
@@ -116,7 +184,18 @@ class Participant(Base, BaseMixin, UpdateMixin, EntityRefMixin, RoomRefMixin):
     )
 
 
-ParticipantRefMixin, OptionalParticipantRefMixin = ref_mixins(Participant)
+if TYPE_CHECKING:
+
+    class ParticipantRefMixin:
+        participant_id: Mapped[uuid.UUID]
+        participant: Mapped[Participant]
+
+    class OptionalParticipantRefMixin:
+        participant_id: Mapped[uuid.UUID | None]
+        participant: Mapped[Participant | None]
+
+else:
+    ParticipantRefMixin, OptionalParticipantRefMixin = ref_mixins(Participant)
 
 
 class Relationship(Base, BaseMixin, UpdateMixin, SourceEntityRefMixin, TargetEntityRefMixin):
@@ -131,7 +210,18 @@ class Relationship(Base, BaseMixin, UpdateMixin, SourceEntityRefMixin, TargetEnt
     )
 
 
-RelationshipRefMixin, OptionalRelationshipRefMixin = ref_mixins(Relationship)
+if TYPE_CHECKING:
+
+    class RelationshipRefMixin:
+        relationship_id: Mapped[uuid.UUID]
+        relationship: Mapped[Relationship]
+
+    class OptionalRelationshipRefMixin:
+        relationship_id: Mapped[uuid.UUID | None]
+        relationship: Mapped[Relationship | None]
+
+else:
+    RelationshipRefMixin, OptionalRelationshipRefMixin = ref_mixins(Relationship)
 
 
 class Component(Base, BaseMixin, UpdateMixin, EntityRefMixin, OptionalRoomRefMixin, OptionalWorldRefMixin):
@@ -144,4 +234,15 @@ class Component(Base, BaseMixin, UpdateMixin, EntityRefMixin, OptionalRoomRefMix
     data: Mapped[dict[str, Any]] = mapped_column(default=dict, comment="The component's content (JSON).")
 
 
-ComponentRefMixin, OptionalComponentRefMixin = ref_mixins(Component)
+if TYPE_CHECKING:
+
+    class ComponentRefMixin:
+        component_id: Mapped[uuid.UUID]
+        component: Mapped[Component]
+
+    class OptionalComponentRefMixin:
+        component_id: Mapped[uuid.UUID | None]
+        component: Mapped[Component | None]
+
+else:
+    ComponentRefMixin, OptionalComponentRefMixin = ref_mixins(Component)

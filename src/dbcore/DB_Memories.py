@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -72,8 +72,24 @@ class Memory(
     )
     is_unique: Mapped[bool] = mapped_column(default=False, comment="True when no near-duplicate was stored before it.")
 
+    if TYPE_CHECKING:
+        memory_embeddings: Mapped[list[MemoryEmbedding]]  # backref of MemoryEmbedding.memory
 
-MemoryRefMixin, OptionalMemoryRefMixin = ref_mixins(Memory)
+
+# ref_mixins() builds its classes at run time; type checkers read these declarations instead
+# (tests/test_typing.py keeps them equal to what ref_mixins() generates).
+if TYPE_CHECKING:
+
+    class MemoryRefMixin:
+        memory_id: Mapped[uuid.UUID]
+        memory: Mapped[Memory]
+
+    class OptionalMemoryRefMixin:
+        memory_id: Mapped[uuid.UUID | None]
+        memory: Mapped[Memory | None]
+
+else:
+    MemoryRefMixin, OptionalMemoryRefMixin = ref_mixins(Memory)
 
 
 class MemoryEmbedding(Base, BaseMixin, MemoryRefMixin):
@@ -88,7 +104,18 @@ class MemoryEmbedding(Base, BaseMixin, MemoryRefMixin):
     )
 
 
-MemoryEmbeddingRefMixin, OptionalMemoryEmbeddingRefMixin = ref_mixins(MemoryEmbedding)
+if TYPE_CHECKING:
+
+    class MemoryEmbeddingRefMixin:
+        memory_embedding_id: Mapped[uuid.UUID]
+        memory_embedding: Mapped[MemoryEmbedding]
+
+    class OptionalMemoryEmbeddingRefMixin:
+        memory_embedding_id: Mapped[uuid.UUID | None]
+        memory_embedding: Mapped[MemoryEmbedding | None]
+
+else:
+    MemoryEmbeddingRefMixin, OptionalMemoryEmbeddingRefMixin = ref_mixins(MemoryEmbedding)
 
 
 class VectorSpace(Base, BaseMixin, UpdateMixin):
@@ -150,4 +177,15 @@ class CacheEntry(Base, BaseMixin, UpdateMixin, ExpirableMixin, OptionalAgentRefM
     value: Mapped[Any] = mapped_column(sa.JSON, comment="The cached value (JSON).")
 
 
-CacheEntryRefMixin, OptionalCacheEntryRefMixin = ref_mixins(CacheEntry)
+if TYPE_CHECKING:
+
+    class CacheEntryRefMixin:
+        cache_entry_id: Mapped[uuid.UUID]
+        cache_entry: Mapped[CacheEntry]
+
+    class OptionalCacheEntryRefMixin:
+        cache_entry_id: Mapped[uuid.UUID | None]
+        cache_entry: Mapped[CacheEntry | None]
+
+else:
+    CacheEntryRefMixin, OptionalCacheEntryRefMixin = ref_mixins(CacheEntry)
