@@ -1,43 +1,135 @@
 """dbcore: the data layer of an AI-agent platform, on SQLAlchemy 2.x.
 
 Importing dbcore loads neither chromadb nor pinecone; those backends are
-imported only when configured.
+imported only when configured. Public names are loaded on first use.
 """
 
-from dbcore.base import Base, make_base
-from dbcore.checks import assert_models_ok, check_models
-from dbcore.config import Settings
-from dbcore.DB_Agents import Activity, ActivityType, Agent, Task, TaskStatus
-from dbcore.DB_Auth import ApiKey, MFAMethod, MFAMethodType, Permission, PermissionGrant, User
-from dbcore.DB_Entities import Component, Entity, Participant, ParticipantState, Relationship, Room, RoomKind, World
-from dbcore.DB_Memories import CacheEntry, Memory, MemoryEmbedding, MemoryKind, VectorSpace
-from dbcore.engine import create_engine, dispose_engines, get_engine
-from dbcore.errors import (
-    CheckViolation,
-    ConcurrencyError,
-    ConfigurationError,
-    ConnectionFailed,
-    DatabaseError,
-    DataError,
-    DbcoreError,
-    DimensionMismatchError,
-    DuplicateKeyError,
-    ForeignKeyViolation,
-    IntegrityViolation,
-    NotNullViolation,
-    PermissionDenied,
-    QueryTimeout,
-    TransactionOutcomeUnknown,
-    ValidationError,
-)
-from dbcore.events import on_saved, on_transition
-from dbcore.health import ConnectionInfo, connection_info, is_connected
-from dbcore.Mixins import BaseMixin, ExpirableMixin, ParentMixin, SoftDeleteMixin, UpdateMixin
-from dbcore.refs import bind_reverse, ref_mixins
-from dbcore.seeding import seed
-from dbcore.session import get_session, get_sessionmaker, run_in_transaction, session_dependency, system_session
-from dbcore.types import PK_TYPE, SqlEnum, UTCDateTime, Vector, new_uuid, utcnow
-from dbcore.vectorstores import F, Filter, Match, Record, VectorStore, get_vector_store, register_vector_store
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dbcore.base import Base, make_base
+    from dbcore.checks import assert_models_ok, check_models
+    from dbcore.config import Settings
+    from dbcore.DB_Agents import Activity, ActivityType, Agent, Task, TaskStatus
+    from dbcore.DB_Auth import ApiKey, MFAMethod, MFAMethodType, Permission, PermissionGrant, User
+    from dbcore.DB_Entities import Component, Entity, Participant, ParticipantState, Relationship, Room, RoomKind, World
+    from dbcore.DB_Memories import CacheEntry, Memory, MemoryEmbedding, MemoryKind, VectorSpace
+    from dbcore.engine import create_engine, dispose_engines, get_engine
+    from dbcore.errors import (
+        CheckViolation,
+        ConcurrencyError,
+        ConfigurationError,
+        ConnectionFailed,
+        DatabaseError,
+        DataError,
+        DbcoreError,
+        DimensionMismatchError,
+        DuplicateKeyError,
+        ForeignKeyViolation,
+        IntegrityViolation,
+        NotNullViolation,
+        PermissionDenied,
+        QueryTimeout,
+        TransactionOutcomeUnknown,
+        ValidationError,
+    )
+    from dbcore.events import on_saved, on_transition
+    from dbcore.health import ConnectionInfo, connection_info, is_connected
+    from dbcore.Mixins import BaseMixin, ExpirableMixin, ParentMixin, SoftDeleteMixin, UpdateMixin
+    from dbcore.refs import bind_reverse, ref_mixins
+    from dbcore.seeding import seed
+    from dbcore.session import get_session, get_sessionmaker, run_in_transaction, session_dependency, system_session
+    from dbcore.types import PK_TYPE, SqlEnum, UTCDateTime, Vector, new_uuid, utcnow
+    from dbcore.vectorstores import F, Filter, Match, Record, VectorStore, get_vector_store, register_vector_store
+
+# Where each public name lives. ``import dbcore`` loads none of them: a command or a
+# service pays for what it uses (benchmarks/import_time.py). The first name asked for
+# loads dbcore.models too, so every model is registered, as ``import dbcore`` promised.
+_HOMES = {
+    "Base": "dbcore.base",
+    "make_base": "dbcore.base",
+    "assert_models_ok": "dbcore.checks",
+    "check_models": "dbcore.checks",
+    "Settings": "dbcore.config",
+    "Activity": "dbcore.DB_Agents",
+    "ActivityType": "dbcore.DB_Agents",
+    "Agent": "dbcore.DB_Agents",
+    "Task": "dbcore.DB_Agents",
+    "TaskStatus": "dbcore.DB_Agents",
+    "ApiKey": "dbcore.DB_Auth",
+    "MFAMethod": "dbcore.DB_Auth",
+    "MFAMethodType": "dbcore.DB_Auth",
+    "Permission": "dbcore.DB_Auth",
+    "PermissionGrant": "dbcore.DB_Auth",
+    "User": "dbcore.DB_Auth",
+    "Component": "dbcore.DB_Entities",
+    "Entity": "dbcore.DB_Entities",
+    "Participant": "dbcore.DB_Entities",
+    "ParticipantState": "dbcore.DB_Entities",
+    "Relationship": "dbcore.DB_Entities",
+    "Room": "dbcore.DB_Entities",
+    "RoomKind": "dbcore.DB_Entities",
+    "World": "dbcore.DB_Entities",
+    "CacheEntry": "dbcore.DB_Memories",
+    "Memory": "dbcore.DB_Memories",
+    "MemoryEmbedding": "dbcore.DB_Memories",
+    "MemoryKind": "dbcore.DB_Memories",
+    "VectorSpace": "dbcore.DB_Memories",
+    "create_engine": "dbcore.engine",
+    "dispose_engines": "dbcore.engine",
+    "get_engine": "dbcore.engine",
+    "CheckViolation": "dbcore.errors",
+    "ConcurrencyError": "dbcore.errors",
+    "ConfigurationError": "dbcore.errors",
+    "ConnectionFailed": "dbcore.errors",
+    "DatabaseError": "dbcore.errors",
+    "DataError": "dbcore.errors",
+    "DbcoreError": "dbcore.errors",
+    "DimensionMismatchError": "dbcore.errors",
+    "DuplicateKeyError": "dbcore.errors",
+    "ForeignKeyViolation": "dbcore.errors",
+    "IntegrityViolation": "dbcore.errors",
+    "NotNullViolation": "dbcore.errors",
+    "PermissionDenied": "dbcore.errors",
+    "QueryTimeout": "dbcore.errors",
+    "TransactionOutcomeUnknown": "dbcore.errors",
+    "ValidationError": "dbcore.errors",
+    "on_saved": "dbcore.events",
+    "on_transition": "dbcore.events",
+    "ConnectionInfo": "dbcore.health",
+    "connection_info": "dbcore.health",
+    "is_connected": "dbcore.health",
+    "BaseMixin": "dbcore.Mixins",
+    "ExpirableMixin": "dbcore.Mixins",
+    "ParentMixin": "dbcore.Mixins",
+    "SoftDeleteMixin": "dbcore.Mixins",
+    "UpdateMixin": "dbcore.Mixins",
+    "bind_reverse": "dbcore.refs",
+    "ref_mixins": "dbcore.refs",
+    "seed": "dbcore.seeding",
+    "get_session": "dbcore.session",
+    "get_sessionmaker": "dbcore.session",
+    "run_in_transaction": "dbcore.session",
+    "session_dependency": "dbcore.session",
+    "system_session": "dbcore.session",
+    "PK_TYPE": "dbcore.types",
+    "SqlEnum": "dbcore.types",
+    "UTCDateTime": "dbcore.types",
+    "Vector": "dbcore.types",
+    "new_uuid": "dbcore.types",
+    "utcnow": "dbcore.types",
+    "F": "dbcore.vectorstores",
+    "Filter": "dbcore.vectorstores",
+    "Match": "dbcore.vectorstores",
+    "Record": "dbcore.vectorstores",
+    "VectorStore": "dbcore.vectorstores",
+    "get_vector_store": "dbcore.vectorstores",
+    "register_vector_store": "dbcore.vectorstores",
+}
+
 
 __version__ = "0.1.0"
 
@@ -127,3 +219,17 @@ __all__ = [
     "DataError",
     "TransactionOutcomeUnknown",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'dbcore' has no attribute {name!r}")
+    importlib.import_module("dbcore.models")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
