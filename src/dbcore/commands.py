@@ -1,0 +1,236 @@
+"""What each ``dbcore`` command does; :mod:`dbcore.cli` parses the command line and calls these."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+import sqlalchemy as sa
+
+from dbcore import migrate, vectorsync
+from dbcore.base import Base
+from dbcore.checks import check_models
+from dbcore.config import Settings
+from dbcore.DB_Auth import ApiKey
+from dbcore.DB_Memories import EMBEDDING_DIMS, VectorSpace
+from dbcore.engine import get_engine
+from dbcore.errors import DimensionMismatchError
+from dbcore.health import connection_info, is_connected
+from dbcore.security import create_system_key, hash_api_key
+from dbcore.seeding import seed
+from dbcore.session import system_session
+from dbcore.types import has_pgvector
+from dbcore.vectorstores import get_vector_store
+
+__all__ = ["COMMANDS", "Unreachable", "EXIT_OK", "EXIT_FAILED", "EXIT_CONFIG", "EXIT_UNREACHABLE"]
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+
+class Unreachable(Exception):
+    pass
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _reachable(settings: Settings) -> None:
+
+    if not is_connected(settings):
+        raise Unreachable(
+            f"cannot reach the database at {settings.masked_url}; check that the server runs and DATABASE_URL is right"
+        )
+
+
+def _ensure_vector_space(settings: Settings) -> str:
+    """Record the dimension and metric of dbcore's memory vectors the first time; refuse a changed dimension."""
+
+    with system_session(settings) as session:
+        space = session.execute(sa.select(VectorSpace).where(VectorSpace.name == "memories")).scalar_one_or_none()
+        if space is None:
+            session.add(
+                VectorSpace(name="memories", backend=settings.vector_backend, dims=EMBEDDING_DIMS, metric="cosine")
+            )
+            return f"recorded vector space 'memories': {EMBEDDING_DIMS} dims, cosine, {settings.vector_backend}"
+        if space.dims != EMBEDDING_DIMS:
+            raise DimensionMismatchError(
+                f"the database's vector space 'memories' has {space.dims} dims but DBCORE_VECTOR_DIMS is {EMBEDDING_DIMS}; "
+                "set DBCORE_VECTOR_DIMS back, or migrate and re-embed (docs/vectors.md)"
+            )
+        return f"vector space 'memories': {space.dims} dims, {space.metric}, {space.backend}"
+
+
+def _ensure_system_key(settings: Settings) -> str:
+
+    given = settings.system_api_key
+    with system_session(settings) as session:
+        keys = session.execute(sa.select(ApiKey.key_hash).where(ApiKey.is_system.is_(True))).scalars().all()
+        if given:
+            if hash_api_key(given) in keys:
+                return "system API key: the one in DBCORE_SYSTEM_API_KEY is stored"
+            create_system_key(session, name="system (from DBCORE_SYSTEM_API_KEY)", key=given)
+            return "system API key: stored the hash of DBCORE_SYSTEM_API_KEY"
+        if keys:
+            return f"system API key: {len(keys)} stored (only hashes are kept)"
+        plain = create_system_key(session)
+    return (
+        "system API key (shown once, only its hash is stored; keep it secret):\n"
+        f"    {plain}\n"
+        "  pass it as get_session(api_key=...) to write system tables"
+    )
+
+
+def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
+
+    _reachable(settings)
+    before = migrate.current_revision(settings)
+    migrate.upgrade(settings, "head")
+    after = migrate.current_revision(settings)
+    with system_session(settings) as session:
+        report = seed(session)
+    _say(f"dbcore init: {settings.dialect} at {settings.masked_url}")
+    change = "already current" if before == after else f"migrated from {before or 'an empty database'}"
+    _say(f"  schema: revision {after} ({change})")
+    _say(f"  tables: {len(Base.metadata.tables)}")
+    _say(f"  seed rows: {report.inserted} inserted, {report.updated} updated, {report.unchanged} unchanged")
+    _say(f"  {_ensure_vector_space(settings)}")
+    _say(f"  {_ensure_system_key(settings)}")
+    return EXIT_OK
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+
+    if args.sql:
+        migrate.upgrade(settings, args.revision, sql=True)
+        return EXIT_OK
+    _reachable(settings)
+    if args.revision.startswith("-") or args.down:
+        migrate.downgrade(settings, args.revision)
+    else:
+        migrate.upgrade(settings, args.revision)
+    _say(f"dbcore migrate: {settings.masked_url} is at revision {migrate.current_revision(settings)}")
+    return EXIT_OK
+
+
+def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
+
+    _reachable(settings)
+    with system_session(settings) as session:
+        report = seed(session)
+    _say(f"dbcore seed: {report.inserted} inserted, {report.updated} updated, {report.unchanged} unchanged")
+    for table, counts in report.tables.items():
+        _say(f"  {table}: {counts.inserted} inserted, {counts.updated} updated, {counts.unchanged} unchanged")
+    return EXIT_OK
+
+
+def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
+
+    info = connection_info(settings)
+    _say(f"database:        {info.dialect} ({info.driver}) at {info.url}")
+    _say(f"connected:       {'yes' if info.connected else 'NO'}")
+    if not info.connected:
+        return EXIT_UNREACHABLE
+    _say(f"server version:  {info.server_version}")
+    _say(
+        f"pool:            {info.pool_class} size={info.pool_size} checked_out={info.checked_out} overflow={info.overflow}"
+    )
+    if info.dialect == "postgresql":
+        _say(
+            f"pgvector:        {'available' if has_pgvector(get_engine(settings).dialect) else 'not available (embeddings stored as bytea)'}"
+        )
+    _say(f"vector dims:     {EMBEDDING_DIMS} (DBCORE_VECTOR_DIMS), backend {settings.vector_backend}")
+    pending = migrate.pending_revisions(settings)
+    head = migrate.head_revision()
+    _say(
+        f"migrations:      head {head}, current {migrate.current_revision(settings) or 'none'}, pending {len(pending)}"
+    )
+    if pending:
+        _say("unhealthy: migrations are pending; run `dbcore migrate`")
+        return EXIT_FAILED
+    _say("healthy")
+    return EXIT_OK
+
+
+def cmd_check_models(settings: Settings | None, args: argparse.Namespace) -> int:
+
+    problems = check_models(Base.metadata)
+    for problem in problems:
+        _say(f"  {problem}")
+    _say(f"dbcore check-models: {len(Base.metadata.tables)} tables, {len(problems)} problems")
+    return EXIT_FAILED if problems else EXIT_OK
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr: ``[#######.............]  35%  3500/10000``."""
+
+    def __init__(self, label: str, width: int = 30, stream: TextIO | None = None) -> None:
+        self.label = label
+        self.width = width
+        self.stream = stream or sys.stderr
+
+    def __call__(self, done: int, total: int) -> None:
+        fraction = 1.0 if total == 0 else min(1.0, done / total)
+        filled = int(round(self.width * fraction))
+        bar = "#" * filled + "." * (self.width - filled)
+        end = "\n" if done >= total else ""
+        print(f"\r{self.label} [{bar}] {fraction:4.0%}  {done}/{total}", end=end, file=self.stream, flush=True)
+
+
+def cmd_vectors(settings: Settings, args: argparse.Namespace) -> int:
+
+    _reachable(settings)
+    if settings.vector_backend == "integrated":
+        _say(
+            f"dbcore vectors {args.action}: the integrated store keeps vectors in the database itself; "
+            "there is nothing to sync, verify or rebuild"
+        )
+        return EXIT_OK
+    store = get_vector_store(settings)
+    try:
+        if args.action == "sync":
+            done = vectorsync.sync(store, settings=settings, batch_size=args.batch_size)
+            _say(
+                f"dbcore vectors sync: {done.upserted} upserted, {done.deleted} deleted, "
+                f"{done.markers_cleared} markers cleared, {done.pending} pending"
+            )
+            if not done.ok:
+                _say(f"failed: {done.error}")
+                return EXIT_FAILED
+            return EXIT_OK
+        if args.action == "verify":
+            report = vectorsync.verify(store, settings=settings)
+            _say(
+                f"dbcore vectors verify: {report.sql_count} in SQL, {report.store_count} in {settings.vector_backend}; "
+                f"missing {len(report.missing)}, orphans {len(report.orphans)}, pending {len(report.pending)}"
+            )
+            for memory_id in report.drift[:20]:
+                where = "missing from the store" if memory_id in set(report.missing) else "orphan in the store"
+                _say(f"  drift: {memory_id} {where}")
+            if not report.ok:
+                _say(f"drift: {len(report.drift)} id(s); run `dbcore vectors reindex`")
+                return EXIT_FAILED
+            _say("in sync" if not report.pending else "in sync apart from pending markers; run `dbcore vectors sync`")
+            return EXIT_OK
+        rebuilt = vectorsync.reindex(
+            store, settings=settings, batch_size=args.batch_size, progress=ProgressBar("reindex")
+        )
+        _say(
+            f"dbcore vectors reindex: {rebuilt.upserted} upserted, {rebuilt.orphans_deleted} orphans deleted, "
+            f"{rebuilt.markers_cleared} markers cleared"
+        )
+        return EXIT_OK
+    finally:
+        store.close()
+
+
+COMMANDS: dict[str, Callable[..., int]] = {
+    "init": cmd_init,
+    "migrate": cmd_migrate,
+    "seed": cmd_seed,
+    "doctor": cmd_doctor,
+    "check-models": cmd_check_models,
+    "vectors": cmd_vectors,
+}
