@@ -1,4 +1,4 @@
-"""Each dialect's engine is configured as the patterns document asks, read back from the live connection."""
+"""Each dialect's engine is configured as docs/patterns.md describes, read back from the live connection."""
 
 from __future__ import annotations
 

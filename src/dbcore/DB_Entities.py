@@ -140,7 +140,7 @@ class Entity(Base, BaseMixin, UpdateMixin, AgentRefMixin):
         memories: Mapped[list[Memory]]
 
 
-# Late binding as the patterns document shows: users.entity_id is declared in DB_Auth.
+# Late binding as docs/patterns.md describes: users.entity_id is declared in DB_Auth.
 bind_reverse(Entity, User, foreign_keys=lambda: [User.entity_id], post_update=True)
 
 if TYPE_CHECKING:

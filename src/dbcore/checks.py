@@ -1,4 +1,4 @@
-"""Model checks: the relational rules of the patterns document, applied to a MetaData.
+"""Model checks: the relational rules of docs/patterns.md, applied to a MetaData.
 
 Rules, each reported as ``table.column: problem``:
 

@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--sql", action="store_true", help="print the SQL instead of running it (offline mode)")
     commands.add_parser("seed", help="apply every seed_list (idempotent)")
     commands.add_parser("doctor", help="connection, server version, pgvector, vector dims, pending migrations")
-    commands.add_parser("check-models", help="check dbcore's models against the patterns rules")
+    commands.add_parser("check-models", help="check dbcore's models against the rules of docs/patterns.md")
     vectors = commands.add_parser("vectors", help="external vector store upkeep: sync, verify, reindex")
     vectors.add_argument(
         "action",

@@ -120,7 +120,7 @@ def bind_reverse(
     """Late-bind ``model.<name> = relationship(target, backref=<backref>)``.
 
     The default ``name`` is the plural of the target's table and the default
-    ``backref`` the singular of ``model``'s table, as in the patterns document:
+    ``backref`` the singular of ``model``'s table, as docs/patterns.md describes:
     ``bind_reverse(Entity, User)`` sets ``Entity.users`` and ``User.entity``.
     ``target`` may be a class name, resolved when mappers are configured, so
     the call works whatever order the modules are imported in (``name`` is

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import registry as Registry
 
-from dbcore.base import validate_seed_list
+from dbcore.base import Base, validate_seed_list
 from dbcore.errors import ValidationError
 from dbcore.Mixins import INCLUDE_DELETED
 from dbcore.types import GUID
@@ -67,8 +67,6 @@ class SeedReport:
 def _seeded_classes(models: Iterable[type] | None, registry: Registry | None) -> list[type]:
     if models is None:
         if registry is None:
-            from dbcore.base import Base
-
             registry = Base.registry
         models = [mapper.class_ for mapper in registry.mappers]
     classes = [cls for cls in models if getattr(cls, "seed_list", None)]
