@@ -66,8 +66,11 @@ from dbcore.types import utcnow
 __all__ = ["attach", "track_embedding_writes", "is_dbcore_engine", "outbox_enabled"]
 
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+# engine.execution_options(...) makes a new Engine object on the same pool: it is dbcore's too.
+_pools: weakref.WeakSet[Any] = weakref.WeakSet()
 _counting: weakref.WeakSet[Engine] = weakref.WeakSet()
 _outbox: weakref.WeakSet[Engine] = weakref.WeakSet()
+_outbox_pools: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 # --- engines ---------------------------------------------------------------------------
@@ -106,7 +109,9 @@ def attach(engine: Engine, settings: Settings) -> None:
     track_embedding_writes(engine)
     if settings.vector_backend != "integrated":
         _outbox.add(engine)
+        _outbox_pools.add(engine.pool)
     _engines.add(engine)
+    _pools.add(engine.pool)
 
 
 def track_embedding_writes(engine: Engine) -> None:
@@ -127,12 +132,14 @@ def _engine_of(bind: Any) -> Engine | None:
 
 def is_dbcore_engine(bind: Any) -> bool:
     """Whether ``bind`` (an Engine or a Connection) belongs to a dbcore engine."""
-    return _engine_of(bind) in _engines
+    engine = _engine_of(bind)
+    return engine is not None and (engine in _engines or engine.pool in _pools)
 
 
 def outbox_enabled(bind: Any) -> bool:
     """Whether writes through ``bind`` record outbox markers (an external vector store is configured)."""
-    return _engine_of(bind) in _outbox
+    engine = _engine_of(bind)
+    return engine is not None and (engine in _outbox or engine.pool in _outbox_pools)
 
 
 def _bound_to_dbcore(session: Session, **bind_arguments: Any) -> bool:
