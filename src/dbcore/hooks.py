@@ -69,6 +69,7 @@ _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 # engine.execution_options(...) makes a new Engine object on the same pool: it is dbcore's too.
 _pools: weakref.WeakSet[Any] = weakref.WeakSet()
 _counting: weakref.WeakSet[Engine] = weakref.WeakSet()
+_MEMORY_MAPPER = sa.inspect(Memory)
 _outbox: weakref.WeakSet[Engine] = weakref.WeakSet()
 _outbox_pools: weakref.WeakSet[Any] = weakref.WeakSet()
 
@@ -195,8 +196,8 @@ def _bulk_outbox_markers(state: ORMExecuteState) -> None:
 
 @event.listens_for(Session, "after_flush")
 def _after_flush(session: Session, _flush_context: UOWTransaction) -> None:
-    if _outbox and _bound_to_dbcore(session, mapper=sa.inspect(Memory)):
-        connection = session.connection(bind_arguments={"mapper": sa.inspect(Memory)})
+    if _outbox and _bound_to_dbcore(session, mapper=_MEMORY_MAPPER):
+        connection = session.connection(bind_arguments={"mapper": _MEMORY_MAPPER})
         if outbox_enabled(connection):
             by_op: dict[str, list[uuid.UUID]] = {}
             for memory_id, op in vector_changes.flush_markers(session).items():

@@ -32,7 +32,6 @@ _ID_PAGE = 1000
 
 DIMS_KEY = "dbcore_dims"
 DEFAULT_COLLECTION = ChromaSettings.collection
-DEFAULT_PATH = ChromaSettings.path
 
 
 def to_chroma_where(node: Filter) -> dict[str, Any]:
