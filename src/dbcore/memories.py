@@ -9,6 +9,7 @@ configured (see :mod:`dbcore.vector_changes`), so every backend sees the new row
 
 from __future__ import annotations
 
+import enum
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import timezone
@@ -68,12 +69,17 @@ def memory_metadata(
 
 
 def as_memory_kind(value: Any) -> MemoryKind:
-    """A MemoryKind from a member, its int value or its lowercase name."""
+    """A MemoryKind from a member, its int value or its lowercase name.
+
+    Members of other enums (``RoomKind.DM`` is an int too) and bools are refused,
+    as the ``memories.kind`` column's SqlEnum refuses them: silently taking their
+    integer would store another kind.
+    """
     if isinstance(value, MemoryKind):
         return value
     if isinstance(value, str) and value.upper() in MemoryKind.__members__ and value == value.lower():
         return MemoryKind[value.upper()]
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, (bool, enum.Enum)):
         try:
             return MemoryKind(value)
         except ValueError:
