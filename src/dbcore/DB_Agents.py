@@ -14,7 +14,7 @@ from dbcore.base import Base
 from dbcore.DB_Auth import OptionalOwnerUserRefMixin
 from dbcore.Mixins import BaseMixin, SoftDeleteMixin, UpdateMixin
 from dbcore.refs import ref_mixins
-from dbcore.types import SqlEnum, utcnow
+from dbcore.types import SqlEnum, Unicode, UnicodeText, utcnow
 
 if TYPE_CHECKING:
     from dbcore.DB_Entities import Entity, World
@@ -42,9 +42,9 @@ class Agent(Base, BaseMixin, UpdateMixin, SoftDeleteMixin, OptionalOwnerUserRefM
 
     __tablename__ = "agents"
 
-    name: Mapped[str] = mapped_column(sa.Unicode(200), index=True, comment="Display name of the agent.")
+    name: Mapped[str] = mapped_column(Unicode(200), index=True, comment="Display name of the agent.")
     bio: Mapped[str] = mapped_column(
-        sa.UnicodeText, default="", comment="Biography / system prompt that defines the agent."
+        UnicodeText, default="", comment="Biography / system prompt that defines the agent."
     )
     settings: Mapped[dict[str, Any]] = mapped_column(
         default=dict, comment="Agent configuration (model, plugins...) as JSON."
@@ -83,10 +83,8 @@ class ActivityType(Base, BaseMixin, UpdateMixin):
     __tablename__ = "activity_types"
     __system__ = True
 
-    name: Mapped[str] = mapped_column(sa.Unicode(100), unique=True, comment="Short name of the activity type.")
-    description: Mapped[str] = mapped_column(
-        sa.Unicode(500), default="", comment="What an activity of this type means."
-    )
+    name: Mapped[str] = mapped_column(Unicode(100), unique=True, comment="Short name of the activity type.")
+    description: Mapped[str] = mapped_column(Unicode(500), default="", comment="What an activity of this type means.")
 
     seed_list = [
         {
@@ -126,7 +124,7 @@ class Activity(Base, BaseMixin, AgentRefMixin, ActivityTypeRefMixin):
     __tablename__ = "activities"
     __table_args__ = (sa.Index(None, "agent_id", "occurred_at"),)
 
-    message: Mapped[str] = mapped_column(sa.UnicodeText, default="", comment="Human-readable account of the activity.")
+    message: Mapped[str] = mapped_column(UnicodeText, default="", comment="Human-readable account of the activity.")
     data: Mapped[dict[str, Any] | None] = mapped_column(comment="Structured details of the activity (JSON).")
     occurred_at: Mapped[datetime.datetime] = mapped_column(default=utcnow, comment="When the activity happened (UTC).")
 
@@ -159,10 +157,8 @@ class Task(Base, BaseMixin, UpdateMixin, AgentRefMixin):
     __tablename__ = "tasks"
     __table_args__ = (sa.Index(None, "agent_id", "status"),)
 
-    name: Mapped[str] = mapped_column(sa.Unicode(200), comment="What the task is.")
-    description: Mapped[str] = mapped_column(
-        sa.UnicodeText, default="", comment="Details for the agent carrying it out."
-    )
+    name: Mapped[str] = mapped_column(Unicode(200), comment="What the task is.")
+    description: Mapped[str] = mapped_column(UnicodeText, default="", comment="Details for the agent carrying it out.")
     tags: Mapped[list[Any]] = mapped_column(default=list, comment="Labels for finding tasks (JSON list of strings).")
     status: Mapped[TaskStatus] = mapped_column(
         SqlEnum(TaskStatus), default=TaskStatus.PENDING, comment="Where the task stands."

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from dbcore.base import Base
 from dbcore.Mixins import BaseMixin, ExpirableMixin, SoftDeleteMixin, UpdateMixin
 from dbcore.refs import ref_mixins
-from dbcore.types import PK_TYPE, SqlEnum
+from dbcore.types import PK_TYPE, SqlEnum, Unicode
 
 if TYPE_CHECKING:
     from dbcore.DB_Agents import Agent
@@ -42,8 +42,8 @@ class User(Base, BaseMixin, UpdateMixin, SoftDeleteMixin):
 
     __tablename__ = "users"
 
-    email: Mapped[str] = mapped_column(sa.Unicode(320), unique=True, comment="Sign-in address, unique.")
-    display_name: Mapped[str] = mapped_column(sa.Unicode(200), default="", comment="Name shown to other users.")
+    email: Mapped[str] = mapped_column(Unicode(320), unique=True, comment="Sign-in address, unique.")
+    display_name: Mapped[str] = mapped_column(Unicode(200), default="", comment="Name shown to other users.")
     is_active: Mapped[bool] = mapped_column(default=True, comment="False blocks sign-in without deleting the user.")
     last_login_at: Mapped[datetime.datetime | None] = mapped_column(comment="When the user last signed in (UTC).")
     # The user's own entity. entities -> agents -> users closes a cycle, so this key is
@@ -103,11 +103,11 @@ class ApiKey(Base, BaseMixin, UpdateMixin, ExpirableMixin, OptionalOwnerUserRefM
     __tablename__ = "api_keys"
     __system__ = True
 
-    name: Mapped[str] = mapped_column(sa.Unicode(200), default="", comment="What the key is for, chosen by its owner.")
+    name: Mapped[str] = mapped_column(Unicode(200), default="", comment="What the key is for, chosen by its owner.")
     prefix: Mapped[str] = mapped_column(
-        sa.Unicode(16), index=True, comment="First characters of the key, to find it and show it."
+        Unicode(16), index=True, comment="First characters of the key, to find it and show it."
     )
-    key_hash: Mapped[str] = mapped_column(sa.Unicode(64), unique=True, comment="SHA-256 hex digest of the whole key.")
+    key_hash: Mapped[str] = mapped_column(Unicode(64), unique=True, comment="SHA-256 hex digest of the whole key.")
     is_system: Mapped[bool] = mapped_column(default=False, comment="True for keys that may write system tables.")
     last_used_at: Mapped[datetime.datetime | None] = mapped_column(comment="When the key last opened a session (UTC).")
     revoked_at: Mapped[datetime.datetime | None] = mapped_column(
@@ -142,7 +142,7 @@ class MFAMethod(Base, BaseMixin, UpdateMixin, UserRefMixin):
 
     method_type: Mapped[MFAMethodType] = mapped_column(SqlEnum(MFAMethodType), comment="Kind of second factor.")
     label: Mapped[str] = mapped_column(
-        sa.Unicode(200), default="", comment="Masked destination shown to the user, e.g. +1 *** 42."
+        Unicode(200), default="", comment="Masked destination shown to the user, e.g. +1 *** 42."
     )
     verified_at: Mapped[datetime.datetime | None] = mapped_column(
         comment="When the user proved control of it (UTC); NULL until then."
@@ -183,7 +183,7 @@ class PermissionGrant(Base, BaseMixin, UpdateMixin, ExpirableMixin, GrantorUserR
         sa.Index(None, "resource_type", "resource_id"),
     )
 
-    resource_type: Mapped[str] = mapped_column(sa.Unicode(64), comment="Table name of the resource the grant is for.")
+    resource_type: Mapped[str] = mapped_column(Unicode(64), comment="Table name of the resource the grant is for.")
     resource_id: Mapped[uuid.UUID] = mapped_column(comment="Id of the resource in that table.")
     permission: Mapped[Permission] = mapped_column(SqlEnum(Permission), comment="The right delegated.")
     revoked_at: Mapped[datetime.datetime | None] = mapped_column(comment="When the grantor withdrew it (UTC).")

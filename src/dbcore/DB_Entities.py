@@ -14,7 +14,7 @@ from dbcore.DB_Agents import AgentRefMixin, OptionalAgentRefMixin
 from dbcore.DB_Auth import User
 from dbcore.Mixins import BaseMixin, UpdateMixin
 from dbcore.refs import bind_reverse, ref_mixins
-from dbcore.types import SqlEnum
+from dbcore.types import SqlEnum, Unicode
 
 if TYPE_CHECKING:
     from dbcore.DB_Memories import Memory
@@ -48,8 +48,8 @@ class World(Base, BaseMixin, UpdateMixin, OptionalAgentRefMixin):
 
     __tablename__ = "worlds"
 
-    name: Mapped[str] = mapped_column(sa.Unicode(200), comment="Name of the world.")
-    server_ref: Mapped[str | None] = mapped_column(sa.Unicode(255), comment="The world's id on its source platform.")
+    name: Mapped[str] = mapped_column(Unicode(200), comment="Name of the world.")
+    server_ref: Mapped[str | None] = mapped_column(Unicode(255), comment="The world's id on its source platform.")
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict, comment="Platform-specific details (JSON).")
 
     if TYPE_CHECKING:
@@ -91,12 +91,12 @@ class Room(Base, BaseMixin, UpdateMixin, OptionalWorldRefMixin):
 
     __tablename__ = "rooms"
 
-    name: Mapped[str] = mapped_column(sa.Unicode(200), default="", comment="Name of the room.")
+    name: Mapped[str] = mapped_column(Unicode(200), default="", comment="Name of the room.")
     kind: Mapped[RoomKind] = mapped_column(SqlEnum(RoomKind), comment="What sort of room this is.")
     source: Mapped[str] = mapped_column(
-        sa.Unicode(100), default="", comment="Platform the room lives on (discord, api...)."
+        Unicode(100), default="", comment="Platform the room lives on (discord, api...)."
     )
-    channel_ref: Mapped[str | None] = mapped_column(sa.Unicode(255), comment="The room's id on its source platform.")
+    channel_ref: Mapped[str | None] = mapped_column(Unicode(255), comment="The room's id on its source platform.")
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict, comment="Platform-specific details (JSON).")
 
     if TYPE_CHECKING:
@@ -230,7 +230,7 @@ class Component(Base, BaseMixin, UpdateMixin, EntityRefMixin, OptionalRoomRefMix
     __tablename__ = "components"
     __table_args__ = (sa.Index(None, "entity_id", "type"),)
 
-    type: Mapped[str] = mapped_column(sa.Unicode(100), comment="Kind of data; names the schema of data.")
+    type: Mapped[str] = mapped_column(Unicode(100), comment="Kind of data; names the schema of data.")
     data: Mapped[dict[str, Any]] = mapped_column(default=dict, comment="The component's content (JSON).")
 
 

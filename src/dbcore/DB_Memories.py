@@ -21,7 +21,7 @@ from dbcore.DB_Agents import AgentRefMixin, OptionalAgentRefMixin
 from dbcore.DB_Entities import EntityRefMixin, OptionalWorldRefMixin, RoomRefMixin
 from dbcore.Mixins import BaseMixin, ExpirableMixin, ParentMixin, UpdateMixin
 from dbcore.refs import ref_mixins
-from dbcore.types import PK_TYPE, SqlEnum, Vector
+from dbcore.types import JSON, PK_TYPE, SqlEnum, Unicode, Vector
 
 __all__ = [
     "EMBEDDING_DIMS",
@@ -99,9 +99,7 @@ class MemoryEmbedding(Base, BaseMixin, MemoryRefMixin):
     __table_args__ = (sa.UniqueConstraint("memory_id"),)
 
     embedding: Mapped[np.ndarray] = mapped_column(Vector(EMBEDDING_DIMS), comment="The embedding (float32).")
-    model: Mapped[str] = mapped_column(
-        sa.Unicode(200), default="", comment="Name of the model that made the embedding."
-    )
+    model: Mapped[str] = mapped_column(Unicode(200), default="", comment="Name of the model that made the embedding.")
 
 
 if TYPE_CHECKING:
@@ -124,14 +122,10 @@ class VectorSpace(Base, BaseMixin, UpdateMixin):
     __tablename__ = "vector_spaces"
     __system__ = True
 
-    name: Mapped[str] = mapped_column(
-        sa.Unicode(100), unique=True, comment="Name of the space (the collection or index)."
-    )
-    backend: Mapped[str] = mapped_column(
-        sa.Unicode(40), comment="Where its vectors live: integrated, chroma or pinecone."
-    )
+    name: Mapped[str] = mapped_column(Unicode(100), unique=True, comment="Name of the space (the collection or index).")
+    backend: Mapped[str] = mapped_column(Unicode(40), comment="Where its vectors live: integrated, chroma or pinecone.")
     dims: Mapped[int] = mapped_column(comment="Number of values in every vector of the space.")
-    metric: Mapped[str] = mapped_column(sa.Unicode(20), default="cosine", comment="Similarity metric of the space.")
+    metric: Mapped[str] = mapped_column(Unicode(20), default="cosine", comment="Similarity metric of the space.")
 
 
 class EmbeddingVersion(Base, BaseMixin):
@@ -143,7 +137,7 @@ class EmbeddingVersion(Base, BaseMixin):
 
     __tablename__ = "embedding_versions"
 
-    name: Mapped[str] = mapped_column(sa.Unicode(100), unique=True, comment="Name of the counted table.")
+    name: Mapped[str] = mapped_column(Unicode(100), unique=True, comment="Name of the counted table.")
     version: Mapped[int] = mapped_column(sa.BigInteger, default=0, comment="Bumped by every write to the table.")
 
 
@@ -163,7 +157,7 @@ class VectorOutbox(Base, BaseMixin):
         PK_TYPE, index=True, comment="The memory whose vector must be written or removed."
     )
     op: Mapped[str] = mapped_column(
-        sa.Unicode(10), comment="upsert or delete (sync reads the rows' current state either way)."
+        Unicode(10), comment="upsert or delete (sync reads the rows' current state either way)."
     )
 
 
@@ -173,8 +167,8 @@ class CacheEntry(Base, BaseMixin, UpdateMixin, ExpirableMixin, OptionalAgentRefM
     __tablename__ = "cache_entries"
     __table_args__ = (sa.UniqueConstraint("agent_id", "key"),)
 
-    key: Mapped[str] = mapped_column(sa.Unicode(255), index=True, comment="Cache key chosen by the caller.")
-    value: Mapped[Any] = mapped_column(sa.JSON, comment="The cached value (JSON).")
+    key: Mapped[str] = mapped_column(Unicode(255), index=True, comment="Cache key chosen by the caller.")
+    value: Mapped[Any] = mapped_column(JSON, comment="The cached value (JSON).")
 
 
 if TYPE_CHECKING:

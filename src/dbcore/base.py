@@ -25,7 +25,7 @@ from sqlalchemy.sql.base import _NONE_NAME
 from sqlalchemy.sql.schema import Constraint, Index
 
 from dbcore.errors import ValidationError
-from dbcore.types import PK_TYPE, UTCDateTime
+from dbcore.types import JSON, PK_TYPE, String, UTCDateTime
 
 __all__ = [
     "Base",
@@ -107,13 +107,15 @@ NAMING_CONVENTION: Mapping[str, Any] = {
 }
 
 #: Python annotation -> column type, so ``Mapped[uuid.UUID]`` means PK_TYPE everywhere.
+#: ``str`` and JSON get dbcore's checked types (no NUL bytes; strict JSON), with sa.String / sa.JSON's DDL.
 TYPE_ANNOTATION_MAP: Mapping[Any, Any] = {
     uuid.UUID: PK_TYPE,
     datetime.datetime: UTCDateTime,
-    dict: sa.JSON,
-    list: sa.JSON,
-    dict[str, Any]: sa.JSON,
-    list[Any]: sa.JSON,
+    str: String,
+    dict: JSON,
+    list: JSON,
+    dict[str, Any]: JSON,
+    list[Any]: JSON,
 }
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,12 @@ __all__ = [
     "vector_values",
     "UTCDateTime",
     "utcnow",
+    "JSON",
+    "String",
+    "Text",
+    "Unicode",
+    "UnicodeText",
+    "value_check",
     "has_pgvector",
     "set_pgvector",
 ]
@@ -93,6 +100,18 @@ class _ColumnAware:
         table = getattr(column, "table", None)
         name = getattr(table, "name", None)
         return f"{name}.{column.name}" if name else str(column.name)
+
+    def check_value(self, value: Any) -> None:
+        """Raise the error binding ``value`` would raise (``None`` passes); it changes nothing.
+
+        Lets the ORM refuse a value on the line that sets it (:mod:`dbcore.hooks`)
+        instead of at the flush, where SQLAlchemy may wrap the error.
+        """
+
+
+def value_check(type_: TypeEngine[Any]) -> Callable[[Any], None] | None:
+    """The check a dbcore column type runs on a value before binding it; None for other types."""
+    return type_.check_value if isinstance(type_, _ColumnAware) else None
 
 
 # --- UUID primary keys ------------------------------------------------------
@@ -159,6 +178,10 @@ class GUID(_ColumnAware, TypeDecorator[uuid.UUID]):
             f"{self.column_label} expects a uuid.UUID or a 36-character hyphenated UUID string, "
             f"got {type(value).__name__} {_shown(value)}; pass uuid.UUID(...) or dbcore.types.new_uuid()"
         )
+
+    def check_value(self, value: Any) -> None:
+        if value is not None:
+            self._coerce(value)
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
@@ -262,9 +285,14 @@ class SqlEnum(_ColumnAware, TypeDecorator[Any]):
     def _allowed(self) -> str:
         return ", ".join(f"{m.name}={m.value}" for m in self.enum_class)
 
+    def check_value(self, value: Any) -> None:
+        if value is not None:
+            self._stored_int(value)
+
     def process_bind_param(self, value: Any, dialect: Dialect) -> int | None:
-        if value is None:
-            return None
+        return None if value is None else self._stored_int(value)
+
+    def _stored_int(self, value: Any) -> int:
         name = self.enum_class.__name__
         if isinstance(value, self.enum_class):
             return int(value.value)
@@ -408,6 +436,10 @@ class Vector(_ColumnAware, TypeDecorator[np.ndarray]):
         """Check ``value`` and return it as a flat float32 array of ``dim`` values."""
         return vector_values(value, self.dim, where=self.column_label)
 
+    def check_value(self, value: Any) -> None:
+        if value is not None:
+            self.to_float32(value)
+
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
             return None
@@ -527,9 +559,17 @@ class UTCDateTime(_ColumnAware, TypeDecorator[dt.datetime]):
             return dialect.type_descriptor(sa.DateTime(timezone=True))
         return dialect.type_descriptor(sa.DateTime())
 
+    def check_value(self, value: Any) -> None:
+        if value is not None:
+            self._in_utc(value)
+
     def process_bind_param(self, value: Any, dialect: Dialect) -> dt.datetime | None:
         if value is None:
             return None
+        in_utc = self._in_utc(value)
+        return in_utc if dialect.name == "postgresql" else in_utc.replace(tzinfo=None)
+
+    def _in_utc(self, value: Any) -> dt.datetime:
         if not isinstance(value, dt.datetime):
             raise ValidationError(
                 f"{self.column_label} expects an aware datetime, got {type(value).__name__} {_shown(value)}"
@@ -539,8 +579,7 @@ class UTCDateTime(_ColumnAware, TypeDecorator[dt.datetime]):
                 f"{self.column_label} got the naive datetime {value.isoformat()}; "
                 "give it a zone, e.g. dbcore.types.utcnow() or value.replace(tzinfo=datetime.timezone.utc)"
             )
-        in_utc = value.astimezone(dt.timezone.utc)
-        return in_utc if dialect.name == "postgresql" else in_utc.replace(tzinfo=None)
+        return value.astimezone(dt.timezone.utc)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
         if value is None:
@@ -552,3 +591,100 @@ class UTCDateTime(_ColumnAware, TypeDecorator[dt.datetime]):
     @property
     def python_type(self) -> type[dt.datetime]:
         return dt.datetime
+
+
+# --- text ---------------------------------------------------------------------
+
+
+class _NulFreeText(_ColumnAware):
+    """Refuses text holding a NUL byte, on every dialect alike.
+
+    PostgreSQL cannot store ``\\x00`` in text (psycopg refuses it with no SQLSTATE),
+    while SQLite and MariaDB keep it; refusing it everywhere keeps data portable
+    and the error typed. The DDL is the wrapped SQLAlchemy type's, unchanged.
+    """
+
+    def check_value(self, value: Any) -> None:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValidationError(
+                f"{self.column_label} got text with a NUL byte (\\x00) at position {value.index(chr(0))}; "
+                "PostgreSQL cannot store it, so dbcore refuses it on every database: remove it or escape it"
+            )
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        self.check_value(value)
+        return value
+
+    @property
+    def python_type(self) -> type[str]:
+        return str
+
+
+class String(_NulFreeText, TypeDecorator[str]):
+    """``sa.String`` (same DDL) without NUL bytes; what ``Mapped[str]`` means in dbcore's bases."""
+
+    impl = sa.String
+    cache_ok = True
+
+
+class Text(_NulFreeText, TypeDecorator[str]):
+    """``sa.Text`` (same DDL) without NUL bytes."""
+
+    impl = sa.Text
+    cache_ok = True
+
+
+class Unicode(_NulFreeText, TypeDecorator[str]):
+    """``sa.Unicode`` (same DDL: VARCHAR, NVARCHAR on SQL Server) without NUL bytes."""
+
+    impl = sa.Unicode
+    cache_ok = True
+
+
+class UnicodeText(_NulFreeText, TypeDecorator[str]):
+    """``sa.UnicodeText`` (same DDL: TEXT, NVARCHAR(max) on SQL Server) without NUL bytes."""
+
+    impl = sa.UnicodeText
+    cache_ok = True
+
+
+# --- JSON ---------------------------------------------------------------------
+
+
+class JSON(_ColumnAware, TypeDecorator[Any]):
+    """``sa.JSON`` (same DDL and operators) that refuses what strict JSON cannot hold.
+
+    Objects ``json`` cannot encode (sets, bytes, Decimal, datetimes, arbitrary
+    objects), circular or too deeply nested structures, and NaN or infinity are
+    refused with ValidationError naming the column. Without this, SQLite stores
+    NaN as text its own JSON functions then reject ("malformed JSON" on every
+    metadata filter), PostgreSQL refuses it, and unencodable values surface as
+    SQLAlchemy's StatementError or a bare TypeError depending on the driver.
+    ``None`` is stored as JSON ``null``, as with ``sa.JSON``.
+    """
+
+    impl = sa.JSON
+    cache_ok = True
+    # Mirror sa.JSON: the ORM must send None (as JSON null) and not hash dict values.
+    should_evaluate_none = True
+    hashable = False
+
+    def check_value(self, value: Any) -> None:
+        if value is None or value is sa.JSON.NULL:
+            return
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as exc:
+            reason = "it is nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise ValidationError(
+                f"{self.column_label} cannot store this {type(value).__name__} as JSON: {reason}; "
+                "use dicts, lists, str, int, finite float, bool and None only"
+            ) from None
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        self.check_value(value)
+        return value
+
+    @property
+    def python_type(self) -> type[Any]:
+        return dict
