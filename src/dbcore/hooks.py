@@ -28,6 +28,11 @@ post-save / transitions     Session ``after_flush``,    records flushed changes 
 ``updated_at``              mapper ``before_update``    refreshes ``UpdateMixin.updated_at`` on a
                             of ``UpdateMixin``          flush that changes the row (its classes
                                                         only, on any engine)
+value checks on set         attribute ``set`` of each   runs the column type's bind check when a
+                            column of a dbcore type,    value is assigned, so a wrong value fails
+                            for mappers of ``Base`` and on the line that sets it; the value is
+                            ``make_base`` bases         kept as given (installed at
+                                                        ``mapper_configured``)
 embedding version           engine ``before_execute``   bumps ``embedding_versions`` before every
                                                         INSERT/UPDATE/DELETE of
                                                         ``memory_embeddings`` (attached by
@@ -58,10 +63,11 @@ from sqlalchemy.exc import UnboundExecutionError
 from sqlalchemy.orm import Mapper, ORMExecuteState, Session, SessionTransaction, UOWTransaction, object_session
 
 from dbcore import dialects, events, security, vector_changes
+from dbcore.base import Base, BaseModel
 from dbcore.config import Settings
 from dbcore.DB_Memories import Memory
 from dbcore.Mixins import INCLUDE_DELETED, SoftDeleteMixin, UpdateMixin
-from dbcore.types import utcnow
+from dbcore.types import utcnow, value_check
 
 __all__ = ["attach", "track_embedding_writes", "is_dbcore_engine", "outbox_enabled"]
 
@@ -232,3 +238,44 @@ def _touch_updated_at(_mapper: Mapper[Any], _connection: sa.Connection, target: 
     # before_update also fires for objects that are dirty without net changes; leave those alone.
     if session is not None and session.is_modified(target, include_collections=False):
         target.updated_at = utcnow()
+
+
+# Value checks on set: a dbcore column type's bind check, run where the value is assigned.
+_value_checked: weakref.WeakSet[Mapper[Any]] = weakref.WeakSet()
+
+
+@event.listens_for(Mapper, "mapper_configured")
+def _on_mapper_configured(mapper: Mapper[Any], class_: type) -> None:
+    if issubclass(class_, BaseModel):
+        _check_values_when_set(mapper)
+
+
+def _check_values_when_set(mapper: Mapper[Any]) -> None:
+    """Listen to ``set`` on each of the mapper's own columns whose dbcore type checks values."""
+    if mapper in _value_checked:
+        return
+    _value_checked.add(mapper)
+    for prop in mapper.column_attrs:
+        column = prop.columns[0]
+        # An inherited attribute shares its parent's instrumentation, which already listens.
+        if prop.parent is not mapper or not isinstance(column, sa.Column):
+            continue
+        check = value_check(column.type)
+        if check is not None:
+            event.listen(mapper.class_manager[prop.key], "set", _checked_on_set(check), retval=True)
+
+
+def _checked_on_set(check: Any) -> Any:
+    def checked(_target: Any, value: Any, _oldvalue: Any, _initiator: Any) -> Any:
+        # SQL expressions (sa.func..., sa.null()) are the database's to evaluate.
+        if value is not None and not hasattr(value, "__clause_element__") and not isinstance(value, sa.ClauseElement):
+            check(value)
+        return value
+
+    return checked
+
+
+# Mappers configured before this module was imported get their checks now.
+for _mapper in Base.registry.mappers:
+    if _mapper.configured:
+        _check_values_when_set(_mapper)
