@@ -99,6 +99,7 @@ ENV_CASES: list[Case] = [
     env("DATABASE_URL", "  "),
     env("POSTGRES_URL", f"mysql://u:{SECRET}@h/db"),
     env("POSTGRES_URL", f"postgresql://u:{SECRET}@h/other", r"POSTGRES_URL", DATABASE_URL=f"postgresql://u:{SECRET}@h/db"),
+    env("POSTGRES_URL", f"postgresql://u:{SECRET} x@h/b", r"POSTGRES_URL", DATABASE_URL=f"postgresql://u:{SECRET} x@h/a"),
 ]
 
 URL_CASES: list[Case] = [
