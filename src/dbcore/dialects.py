@@ -2,8 +2,9 @@
 the listeners in :mod:`dbcore.hooks`.
 
 - SQLite: transaction control taken from pysqlite (so SAVEPOINT and BEGIN work as on
-  servers), foreign keys on, a busy timeout, WAL for files, and a REGEXP function so
-  regex filters work as on the servers.
+  servers), foreign keys on, a busy timeout, WAL for files, a REGEXP function so
+  regex filters work as on the servers, and ``BEGIN IMMEDIATE`` unless the connection
+  is read-only (:data:`READ_ONLY_OPTION`).
 - MariaDB/MySQL: strict ``sql_mode`` (no silent truncation) and utf8mb4.
 - PostgreSQL: whether the server has pgvector, recorded on the dialect for the types.
 - Every dialect: driver errors translated to dbcore's typed errors.
@@ -26,6 +27,8 @@ from dbcore.types import set_pgvector
 
 __all__ = [
     "MARIADB_SQL_MODE",
+    "READ_ONLY_OPTION",
+    "read_only_options",
     "prepare_sqlite_connection",
     "begin_sqlite",
     "prepare_mysql_connection",
@@ -38,6 +41,9 @@ MARIADB_SQL_MODE = (
     "STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ZERO_DATE,NO_ZERO_IN_DATE,"
     "NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO"
 )
+
+#: Execution option naming a read-only engine or connection: ``engine.execution_options(dbcore_read_only=True)``.
+READ_ONLY_OPTION = "dbcore_read_only"
 
 # The last regular-expression error per thread: SQLite reports an exception
 # raised inside a user function only as "user-defined function raised
@@ -77,8 +83,30 @@ def prepare_sqlite_connection(dbapi_connection: sqlite3.Connection, *, busy_time
 
 
 def begin_sqlite(connection: sa.Connection) -> None:
-    """Open the transaction explicitly (pysqlite no longer does, see above)."""
-    connection.exec_driver_sql("BEGIN")
+    """Open the transaction explicitly (pysqlite no longer does, see above).
+
+    A deferred ``BEGIN`` under WAL reads a snapshot; if another connection commits
+    before this one writes, the write fails at once with SQLITE_BUSY_SNAPSHOT and the
+    busy timeout cannot help (4 processes x 200 read-then-write units: 529-629 of 800
+    failed). ``BEGIN IMMEDIATE`` takes the write lock up front, waiting up to the busy
+    timeout, so such units queue instead of failing. Read-only connections keep the
+    deferred ``BEGIN``: WAL lets them read while a writer holds the lock.
+    """
+    read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def read_only_options(dialect_name: str) -> dict[str, Any]:
+    """Execution options for an engine whose transactions only read: ``engine.execution_options(**...)``.
+
+    SQLite then keeps the deferred ``BEGIN`` (see :func:`begin_sqlite`); on PostgreSQL
+    psycopg sends ``BEGIN READ ONLY`` instead of ``BEGIN`` (no extra round trip), so the
+    server refuses writes too. MariaDB has no such option in SQLAlchemy.
+    """
+    options: dict[str, Any] = {READ_ONLY_OPTION: True}
+    if dialect_name == "postgresql":
+        options["postgresql_readonly"] = True
+    return options
 
 
 def prepare_mysql_connection(dbapi_connection: Any) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,35 +22,80 @@ from tenacity import (
 )
 
 from dbcore.config import Settings
+from dbcore.dialects import read_only_options
 from dbcore.engine import get_engine
-from dbcore.errors import ConnectionFailed, DbcoreError, TransactionOutcomeUnknown
+from dbcore.errors import ConnectionFailed, DbcoreError, PermissionDenied, TransactionOutcomeUnknown
 from dbcore.security import SYSTEM_INFO_KEY, remember_api_key
 
-__all__ = ["get_session", "session_dependency", "get_sessionmaker", "run_in_transaction", "system_session"]
+__all__ = [
+    "get_session",
+    "session_dependency",
+    "get_sessionmaker",
+    "run_in_transaction",
+    "system_session",
+    "ReadOnlySession",
+]
 
 log = logging.getLogger("dbcore.session")
 T = TypeVar("T")
 
-# Keyed by engine: when dispose_engines() drops an engine, its sessionmaker goes with it.
-_sessionmakers: weakref.WeakKeyDictionary[Engine, sessionmaker[Session]] = weakref.WeakKeyDictionary()
+# Keyed by engine: one factory for sessions that may write, one for read-only sessions.
+_sessionmakers: weakref.WeakKeyDictionary[Engine, dict[bool, sessionmaker[Session]]] = weakref.WeakKeyDictionary()
 _sessionmakers_lock = threading.Lock()
 
 
-def get_sessionmaker(settings: Settings | None = None) -> sessionmaker[Session]:
-    """The cached ``sessionmaker`` bound to the engine of ``settings``."""
+class ReadOnlySession(Session):
+    """A session from ``get_session(read_only=True)``: it reads, and refuses to flush changes.
+
+    On SQLite it runs in a deferred transaction, so it reads alongside a writer
+    instead of queueing for the write lock; on PostgreSQL the server enforces it too
+    (a READ ONLY transaction).
+    """
+
+    def flush(self, objects: Sequence[Any] | None = None) -> None:
+        changed = [obj for obj in self.dirty if self.is_modified(obj)]
+        if self.new or self.deleted or changed:
+            raise PermissionDenied(_refusal(self, changed))
+        super().flush(objects)
+
+
+def _refusal(session: Session, changed: list[Any]) -> str:
+    tables = sorted({_table_name(obj) for obj in [*session.new, *changed, *session.deleted]})
+    return (
+        f"this session is read-only and cannot write {', '.join(tables)} "
+        f"({len(session.new)} new, {len(changed)} changed, {len(session.deleted)} deleted); "
+        "open it without read_only=True to write"
+    )
+
+
+def _table_name(obj: Any) -> str:
+    return str(getattr(type(obj), "__tablename__", type(obj).__name__))
+
+
+def _factories(engine: Engine) -> dict[bool, sessionmaker[Session]]:
+    # The read-only engine shares the pool and the listeners; hooks know it by its pool.
+    read_only_engine = engine.execution_options(**read_only_options(engine.dialect.name))
+    return {
+        False: sessionmaker(bind=engine, expire_on_commit=False),
+        True: sessionmaker(bind=read_only_engine, class_=ReadOnlySession, expire_on_commit=False),
+    }
+
+
+def get_sessionmaker(settings: Settings | None = None, *, read_only: bool = False) -> sessionmaker[Session]:
+    """The cached ``sessionmaker`` bound to the engine of ``settings`` (its read-only one with ``read_only``)."""
     engine = get_engine(settings or Settings.from_env())
-    factory = _sessionmakers.get(engine)
-    if factory is None:
+    factories = _sessionmakers.get(engine)
+    if factories is None:
         with _sessionmakers_lock:
-            factory = _sessionmakers.get(engine)
-            if factory is None:
-                factory = sessionmaker(bind=engine, expire_on_commit=False)
-                _sessionmakers[engine] = factory
-    return factory
+            factories = _sessionmakers.get(engine)
+            if factories is None:
+                factories = _factories(engine)
+                _sessionmakers[engine] = factories
+    return factories[read_only]
 
 
-def _open(settings: Settings, api_key: str | None) -> Session:
-    session = get_sessionmaker(settings)()
+def _open(settings: Settings, api_key: str | None, read_only: bool) -> Session:
+    session = get_sessionmaker(settings, read_only=read_only)()
     session.info["dbcore.settings"] = settings
     remember_api_key(session, api_key)
     return session
@@ -66,13 +111,18 @@ def _commit(session: Session) -> None:
 
 
 @contextmanager
-def get_session(settings: Settings | None = None, *, api_key: str | None = None) -> Iterator[Session]:
+def get_session(
+    settings: Settings | None = None, *, api_key: str | None = None, read_only: bool = False
+) -> Iterator[Session]:
     """Open a session: commit on success, roll back on any exception, always close.
 
     ``with get_session() as session: ...``. Pass ``api_key`` to open a session
-    allowed to write system tables (see :mod:`dbcore.security`).
+    allowed to write system tables (see :mod:`dbcore.security`). On SQLite a session
+    takes the write lock when it begins, so a read-then-write unit cannot fail with
+    "database is locked"; pass ``read_only=True`` for a session that only reads: it
+    reads alongside writers and refuses to flush changes (:class:`ReadOnlySession`).
     """
-    session = _open(settings or Settings.from_env(), api_key)
+    session = _open(settings or Settings.from_env(), api_key, read_only)
     try:
         yield session
         _commit(session)
@@ -91,13 +141,15 @@ def system_session(settings: Settings | None = None) -> Iterator[Session]:
         yield session
 
 
-def session_dependency(settings: Settings | None = None, *, api_key: str | None = None) -> Iterator[Session]:
+def session_dependency(
+    settings: Settings | None = None, *, api_key: str | None = None, read_only: bool = False
+) -> Iterator[Session]:
     """Generator for dependency injection (FastAPI ``Depends``), same semantics as ``get_session``.
 
     The exception raised inside the request handler is thrown into the
     generator, so the transaction is rolled back exactly as with ``get_session``.
     """
-    with get_session(settings, api_key=api_key) as session:
+    with get_session(settings, api_key=api_key, read_only=read_only) as session:
         yield session
 
 
