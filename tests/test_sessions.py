@@ -85,7 +85,9 @@ def test_engines_and_sessionmakers_are_cached_per_url_and_disposable(settings: d
     first = dbcore.get_engine(settings)
     dbcore.dispose_engines()
     assert dbcore.get_engine(settings) is not first
-    assert get_sessionmaker(settings).kw["bind"] is dbcore.get_engine(settings)
+    # The factory's engine is an execution_options() copy sharing the new engine's pool.
+    assert get_sessionmaker(settings).kw["bind"].pool is dbcore.get_engine(settings).pool
+    assert get_sessionmaker(settings, read_only=True).kw["bind"].pool is dbcore.get_engine(settings).pool
 
 
 def test_run_in_transaction_returns_result_and_commits(settings: dbcore.Settings, table: Engine) -> None:

@@ -3,8 +3,8 @@ the listeners in :mod:`dbcore.hooks`.
 
 - SQLite: transaction control taken from pysqlite (so SAVEPOINT and BEGIN work as on
   servers), foreign keys on, a busy timeout, WAL for files, a REGEXP function so
-  regex filters work as on the servers, and ``BEGIN IMMEDIATE`` unless the connection
-  is read-only (:data:`READ_ONLY_OPTION`).
+  regex filters work as on the servers, and ``BEGIN IMMEDIATE`` for the sessions of
+  :func:`dbcore.get_session` (:data:`WRITE_LOCK_OPTION`).
 - MariaDB/MySQL: strict ``sql_mode`` (no silent truncation) and utf8mb4.
 - PostgreSQL: whether the server has pgvector, recorded on the dialect for the types.
 - Every dialect: driver errors translated to dbcore's typed errors.
@@ -28,6 +28,7 @@ from dbcore.types import set_pgvector
 __all__ = [
     "MARIADB_SQL_MODE",
     "READ_ONLY_OPTION",
+    "WRITE_LOCK_OPTION",
     "read_only_options",
     "prepare_sqlite_connection",
     "begin_sqlite",
@@ -44,6 +45,8 @@ MARIADB_SQL_MODE = (
 
 #: Execution option naming a read-only engine or connection: ``engine.execution_options(dbcore_read_only=True)``.
 READ_ONLY_OPTION = "dbcore_read_only"
+#: Execution option asking SQLite for ``BEGIN IMMEDIATE``: set on the engine of get_session()'s sessions.
+WRITE_LOCK_OPTION = "dbcore_write_lock"
 
 # The last regular-expression error per thread: SQLite reports an exception
 # raised inside a user function only as "user-defined function raised
@@ -89,17 +92,23 @@ def begin_sqlite(connection: sa.Connection) -> None:
     before this one writes, the write fails at once with SQLITE_BUSY_SNAPSHOT and the
     busy timeout cannot help (4 processes x 200 read-then-write units: 529-629 of 800
     failed). ``BEGIN IMMEDIATE`` takes the write lock up front, waiting up to the busy
-    timeout, so such units queue instead of failing. Read-only connections keep the
-    deferred ``BEGIN``: WAL lets them read while a writer holds the lock.
+    timeout, so such units queue instead of failing. dbcore's sessions ask for it
+    (:data:`WRITE_LOCK_OPTION`, set by :func:`dbcore.get_session` unless
+    ``read_only=True``). Other connections (Core ``engine.connect()``, a hand-made
+    ``Session(engine)``, the vector stores' and health checks' reads) keep the deferred
+    ``BEGIN``: WAL lets them read while a writer holds the lock, and a read opened
+    inside a session does not wait for the lock its own thread holds.
     """
-    read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
-    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+    options = connection.get_execution_options()
+    immediate = options.get(WRITE_LOCK_OPTION, False) and not options.get(READ_ONLY_OPTION, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def read_only_options(dialect_name: str) -> dict[str, Any]:
     """Execution options for an engine whose transactions only read: ``engine.execution_options(**...)``.
 
-    SQLite then keeps the deferred ``BEGIN`` (see :func:`begin_sqlite`); on PostgreSQL
+    SQLite keeps the deferred ``BEGIN`` even where :data:`WRITE_LOCK_OPTION` is set (see
+    :func:`begin_sqlite`); on PostgreSQL
     psycopg sends ``BEGIN READ ONLY`` instead of ``BEGIN`` (no extra round trip), so the
     server refuses writes too. MariaDB has no such option in SQLAlchemy.
     """

@@ -87,7 +87,7 @@ def get_engine(settings: Settings | None = None) -> Engine:
 
 
 def dispose_engines() -> None:
-    """Dispose every cached engine and forget it (sessionmakers are cached per engine, so theirs go too)."""
+    """Dispose every cached engine and forget it (the next get_sessionmaker() call makes factories for the new engine)."""
     with _engines_lock:
         engines = list(_engines.values())
         _engines.clear()

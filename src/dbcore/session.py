@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -22,7 +21,7 @@ from tenacity import (
 )
 
 from dbcore.config import Settings
-from dbcore.dialects import read_only_options
+from dbcore.dialects import WRITE_LOCK_OPTION, read_only_options
 from dbcore.engine import get_engine
 from dbcore.errors import ConnectionFailed, DbcoreError, PermissionDenied, TransactionOutcomeUnknown
 from dbcore.security import SYSTEM_INFO_KEY, remember_api_key
@@ -39,8 +38,11 @@ __all__ = [
 log = logging.getLogger("dbcore.session")
 T = TypeVar("T")
 
-# Keyed by engine: one factory for sessions that may write, one for read-only sessions.
-_sessionmakers: weakref.WeakKeyDictionary[Engine, dict[bool, sessionmaker[Session]]] = weakref.WeakKeyDictionary()
+# Per database URL: the engine the factories were made for, and its two factories (one for
+# sessions that may write, one for read-only sessions). Keyed by URL, not weakly by engine:
+# a factory holds its engine, so a weak key would never be released; here an engine dropped
+# by dispose_engines() is replaced on the next call.
+_sessionmakers: dict[str, tuple[Engine, dict[bool, sessionmaker[Session]]]] = {}
 _sessionmakers_lock = threading.Lock()
 
 
@@ -73,24 +75,28 @@ def _table_name(obj: Any) -> str:
 
 
 def _factories(engine: Engine) -> dict[bool, sessionmaker[Session]]:
-    # The read-only engine shares the pool and the listeners; hooks know it by its pool.
+    # Both engines share the pool and the listeners; hooks know them by their pool.
+    # Sessions that may write take SQLite's write lock at BEGIN (see dialects.begin_sqlite).
+    writing_engine = engine.execution_options(**{WRITE_LOCK_OPTION: True})
     read_only_engine = engine.execution_options(**read_only_options(engine.dialect.name))
     return {
-        False: sessionmaker(bind=engine, expire_on_commit=False),
+        False: sessionmaker(bind=writing_engine, expire_on_commit=False),
         True: sessionmaker(bind=read_only_engine, class_=ReadOnlySession, expire_on_commit=False),
     }
 
 
 def get_sessionmaker(settings: Settings | None = None, *, read_only: bool = False) -> sessionmaker[Session]:
     """The cached ``sessionmaker`` bound to the engine of ``settings`` (its read-only one with ``read_only``)."""
-    engine = get_engine(settings or Settings.from_env())
-    factories = _sessionmakers.get(engine)
-    if factories is None:
+    settings = settings or Settings.from_env()
+    engine = get_engine(settings)
+    cached = _sessionmakers.get(settings.database_url)
+    if cached is None or cached[0] is not engine:
         with _sessionmakers_lock:
-            factories = _sessionmakers.get(engine)
-            if factories is None:
-                factories = _factories(engine)
-                _sessionmakers[engine] = factories
+            cached = _sessionmakers.get(settings.database_url)
+            if cached is None or cached[0] is not engine:
+                cached = (engine, _factories(engine))
+                _sessionmakers[settings.database_url] = cached
+    factories = cached[1]
     return factories[read_only]
 
 
