@@ -12,6 +12,7 @@ from dbcore.base import Base
 from dbcore.config import Settings
 from dbcore.engine import create_engine
 from dbcore.migrate import include_object, prepare_connection, render_item
+from dbcore.security import SYSTEM_EXECUTION_OPTION
 
 config = context.config
 target_metadata = Base.metadata
@@ -58,10 +59,16 @@ def run_migrations_online() -> None:
 
 
 def _run(connection: Any) -> None:
-    prepare_connection(connection)
-    context.configure(connection=connection, render_as_batch=connection.dialect.name == "sqlite", **_options())
-    with context.begin_transaction():
-        context.run_migrations()
+    # Migrations run on a dbcore engine and may seed system tables: they hold the credentials.
+    previous = connection.get_execution_options().get(SYSTEM_EXECUTION_OPTION, False)
+    connection.execution_options(**{SYSTEM_EXECUTION_OPTION: True})
+    try:
+        prepare_connection(connection)
+        context.configure(connection=connection, render_as_batch=connection.dialect.name == "sqlite", **_options())
+        with context.begin_transaction():
+            context.run_migrations()
+    finally:
+        connection.execution_options(**{SYSTEM_EXECUTION_OPTION: previous})
 
 
 if context.is_offline_mode():

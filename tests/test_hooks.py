@@ -385,6 +385,70 @@ def test_embedding_writes_bump_the_version_on_dbcore_engines_only(ours: Engine, 
     write_and_expect(lambda s: s.execute(sa.delete(MemoryEmbedding)), start + 4)
 
 
+def test_each_path_of_an_embedding_write_bumps_the_version_once(ours: Engine) -> None:
+    """ORM flushes, ORM bulk statements and Core statements (in a session or on a bare connection)."""
+    ids = add_bare_memories(ours, 3)
+    vector = np.linspace(-1, 1, EMBEDDING_DIMS, dtype=np.float32)
+    table = MemoryEmbedding.__table__
+
+    def one(memory_id: uuid.UUID) -> Callable[[Session], MemoryEmbedding]:
+        return lambda s: s.scalars(sa.select(MemoryEmbedding).where(MemoryEmbedding.memory_id == memory_id)).one()
+
+    in_session: dict[str, Callable[[Session], object]] = {
+        "flush insert": lambda s: s.add(MemoryEmbedding(memory_id=ids[0], embedding=vector, model="flush")),
+        "flush update": lambda s: setattr(one(ids[0])(s), "model", "flush 2"),
+        "flush delete": lambda s: s.delete(one(ids[0])(s)),
+        "bulk insert": lambda s: s.execute(
+            sa.insert(MemoryEmbedding), [{"memory_id": ids[1], "embedding": vector, "model": "bulk"}]
+        ),
+        "bulk update": lambda s: s.execute(sa.update(MemoryEmbedding).values(model="bulk 2")),
+        "bulk delete": lambda s: s.execute(sa.delete(MemoryEmbedding)),
+        "core insert": lambda s: s.connection().execute(
+            table.insert().values(memory_id=ids[2], embedding=vector, model="core")
+        ),
+        "core update": lambda s: s.connection().execute(table.update().values(model="core 2")),
+    }
+    for name, write in in_session.items():
+        before = current_version(ours)
+        with Session(ours) as session:
+            write(session)
+            session.commit()
+        assert current_version(ours) == before + 1, name
+    before = current_version(ours)
+    with ours.begin() as connection:
+        connection.execute(table.delete())
+    assert current_version(ours) == before + 1, "core delete on a bare connection"
+
+
+def test_a_refused_embedding_write_leaves_the_version_alone(ours: Engine) -> None:
+    """A write refused by the vector check, caught by the caller, bumps nothing: not at COMMIT, not in a savepoint."""
+    [memory_id] = add_bare_memories(ours, 1)
+    bad = {"memory_id": memory_id, "embedding": [float("inf")] * EMBEDDING_DIMS, "model": "refused"}
+    table = MemoryEmbedding.__table__
+    start = current_version(ours)
+
+    with Session(ours) as session:  # Core statement on the session's connection, error caught, then COMMIT
+        with pytest.raises(dbcore.ValidationError, match="embedding"):
+            session.connection().execute(sa.insert(MemoryEmbedding).values(**bad))
+        assert embedding_version(session.connection()) == start
+        session.commit()
+    assert current_version(ours) == start
+
+    with Session(ours) as session:  # ORM statement in a savepoint that is released, not rolled back
+        with session.begin_nested():
+            with pytest.raises(dbcore.ValidationError, match="embedding"):
+                session.execute(sa.insert(MemoryEmbedding).values(**bad))
+        session.commit()
+    assert current_version(ours) == start
+
+    with ours.connect() as connection:  # a bare connection
+        with pytest.raises(dbcore.ValidationError, match="embedding"):
+            connection.execute(table.insert().values(**bad))
+        connection.commit()
+    assert current_version(ours) == start
+    assert scalar(ours, sa.select(sa.func.count()).select_from(table)) == 0
+
+
 # --- A: a foreign application's own models -----------------------------------------------------
 
 

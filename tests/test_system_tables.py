@@ -7,11 +7,15 @@ from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 import dbcore
-from dbcore import ActivityType, ApiKey
+from dbcore import ActivityType, ApiKey, migrate
 from dbcore.security import create_system_key, generate_api_key
+from dbcore.vector_changes import target_table
 
 ERROR_TYPE = uuid.UUID("FFFFFFFF-FFFF-FFFF-0000-FFFFFFFFFFFF")
 
@@ -122,3 +126,114 @@ def test_non_system_tables_need_no_key(migrated: dbcore.Settings) -> None:
         session.add(dbcore.User(email="ada@example.org", display_name="Ada"))
     with dbcore.get_session(migrated) as session:
         assert session.execute(sa.select(sa.func.count()).select_from(dbcore.User)).scalar_one() == 1
+
+
+# --- Core statements sent on a connection, past the Session's ORM hooks ---------------------
+
+TABLE: sa.Table = ActivityType.__table__  # type: ignore[assignment]
+
+
+def core_insert(connection: sa.Connection) -> None:
+    connection.execute(sa.insert(TABLE).values(name=f"Core-{uuid.uuid4().hex[:8]}", description="core"))
+
+
+def core_update(connection: sa.Connection) -> None:
+    connection.execute(sa.update(ActivityType).values(description=f"core {uuid.uuid4().hex[:8]}"))  # the entity, too
+
+
+def core_delete(connection: sa.Connection) -> None:
+    connection.execute(sa.delete(TABLE).where(TABLE.c.id == ERROR_TYPE))
+
+
+CORE_WRITES: dict[str, Callable[[sa.Connection], None]] = {
+    "insert": core_insert,
+    "update": core_update,
+    "delete": core_delete,
+}
+
+
+def test_core_writes_on_a_session_connection_need_the_key(migrated: dbcore.Settings, system_key: str) -> None:
+    for name, write in CORE_WRITES.items():
+        before = snapshot(migrated)
+        with pytest.raises(dbcore.PermissionDenied, match="activity_types.*no API key was given"):
+            with dbcore.get_session(migrated) as session:
+                write(session.connection())
+        assert snapshot(migrated) == before, name
+        with pytest.raises(dbcore.PermissionDenied, match="not a valid system key"):
+            with dbcore.get_session(migrated, api_key=generate_api_key()) as session:
+                write(session.connection())
+        assert snapshot(migrated) == before, name
+
+        with dbcore.get_session(migrated, api_key=system_key) as session:
+            write(session.connection())
+        assert snapshot(migrated) != before, name
+
+
+def test_a_bare_dbcore_connection_needs_the_system_option(migrated: dbcore.Settings) -> None:
+    engine = dbcore.get_engine(migrated)
+    for name, write in CORE_WRITES.items():
+        before = snapshot(migrated)
+        with pytest.raises(dbcore.PermissionDenied, match="activity_types.*dbcore_system=True"):
+            with engine.begin() as connection:
+                write(connection)
+        with engine.connect() as connection, pytest.raises(dbcore.PermissionDenied, match="activity_types"):
+            write(connection)
+        with engine.execution_options(isolation_level="SERIALIZABLE").connect() as connection:
+            with pytest.raises(dbcore.PermissionDenied, match="activity_types"):
+                write(connection)
+        assert snapshot(migrated) == before, name
+
+        with engine.begin() as connection:
+            write(connection.execution_options(dbcore_system=True))
+        assert snapshot(migrated) != before, name
+
+
+def test_a_connection_given_back_by_a_system_session_is_guarded_again(migrated: dbcore.Settings) -> None:
+    engine = dbcore.get_engine(migrated)
+    before = snapshot(migrated)
+    with engine.connect() as connection:
+        with dbcore.system_session(migrated) as system, Session(connection) as session:
+            session.info.update(system.info)  # the same permission as a system session
+            core_update(session.connection())
+            session.commit()
+        assert snapshot(migrated) != before
+        with pytest.raises(dbcore.PermissionDenied, match="activity_types"):
+            core_delete(connection)
+
+
+def test_a_foreign_engine_is_not_guarded(migrated: dbcore.Settings) -> None:
+    foreign = sa.create_engine(migrated.database_url)
+    try:
+        for name, write in CORE_WRITES.items():
+            before = snapshot(migrated)
+            with foreign.begin() as connection:
+                write(connection)
+            assert snapshot(migrated) != before, name
+    finally:
+        foreign.dispose()
+
+
+def test_raw_sql_text_is_outside_the_guard(migrated: dbcore.Settings) -> None:
+    with dbcore.get_session(migrated) as session:
+        session.execute(sa.text("UPDATE activity_types SET description = 'raw'"))
+    assert {description for _, description in snapshot(migrated)} == {"raw"}
+
+
+def test_migrations_may_write_system_tables(settings: dbcore.Settings) -> None:
+    """alembic runs on a dbcore engine, so its connection carries ``dbcore_system=True`` (and gives a lent one back clean)."""
+    seen: list[object] = []
+
+    def record(_conn: sa.Connection, statement: object, _multi: object, _params: object, options: dict[str, object]) -> None:
+        if target_table(statement) == "alembic_version":
+            seen.append(options.get("dbcore_system"))
+
+    event.listen(Engine, "before_execute", record)
+    try:
+        migrate.upgrade(settings, "0001")  # on the engine env.py makes
+        engine = dbcore.get_engine(settings)
+        with engine.connect() as connection:
+            command.upgrade(migrate.alembic_config(settings, connection=connection), "head")
+            assert not connection.get_execution_options().get("dbcore_system")
+    finally:
+        event.remove(Engine, "before_execute", record)
+    assert len(seen) >= 2 and all(flag is True for flag in seen)

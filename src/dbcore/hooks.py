@@ -13,8 +13,16 @@ goes to a dbcore engine and returns at once when it does not.
 hook                        event                       what it does
 ==========================  ==========================  ===========================================
 system-table guard          Session ``before_flush``    refuses inserts, updates and deletes of
-                            and ``do_orm_execute``      ``__system__`` tables without the system
-                                                        API key (:mod:`dbcore.security`)
+                            and ``do_orm_execute``;     ``__system__`` tables without the system
+                            engine ``before_execute``   API key, Core statements on a session's
+                            (by :func:`attach`)         or a bare connection included; a bare
+                                                        one needs ``dbcore_system=True``
+                                                        (:mod:`dbcore.security`)
+system tables known         ``Mapper`` construction     notes the table of each ``__system__``
+                                                        class (``after_mapper_constructed``), so
+                                                        the engine guard looks it up in a set
+connection owner            Session ``after_begin``,    remembers which session owns a dbcore
+                            ``after_transaction_end``   connection, for the engine guard
 soft-delete filter          Session ``do_orm_execute``  hides ``SoftDeleteMixin`` rows from ORM
                                                         SELECTs unless ``include_deleted=True``
 outbox markers              Session ``after_flush``     with an external vector store: one
@@ -33,10 +41,11 @@ value checks on set         attribute ``set`` of each   runs the column type's b
                             for mappers of ``Base`` and on the line that sets it; the value is
                             ``make_base`` bases         kept as given (installed at
                                                         ``mapper_configured``)
-embedding version           engine ``before_execute``   bumps ``embedding_versions`` before every
+embedding version           engine ``before_execute``   locks the ``embedding_versions`` row
+                            and ``after_execute``       before, and bumps it after, every
                                                         INSERT/UPDATE/DELETE of
-                                                        ``memory_embeddings`` (attached by
-                                                        :func:`attach` and
+                                                        ``memory_embeddings`` that succeeded
+                                                        (attached by :func:`attach` and
                                                         :func:`track_embedding_writes`)
 connection set-up           engine ``connect``,         SQLite pragmas, REGEXP and BEGIN; MariaDB
                             ``begin``,                  strict sql_mode; pgvector detection on
@@ -78,6 +87,9 @@ _counting: weakref.WeakSet[Engine] = weakref.WeakSet()
 _MEMORY_MAPPER = sa.inspect(Memory)
 _outbox: weakref.WeakSet[Engine] = weakref.WeakSet()
 _outbox_pools: weakref.WeakSet[Any] = weakref.WeakSet()
+# Which session owns a dbcore connection (set when its transaction begins, cleared when it ends).
+_connection_owners: weakref.WeakKeyDictionary[Connection, Session] = weakref.WeakKeyDictionary()
+_owned_connections: weakref.WeakKeyDictionary[Session, list[Connection]] = weakref.WeakKeyDictionary()
 
 
 # --- engines ---------------------------------------------------------------------------
@@ -113,6 +125,7 @@ def attach(engine: Engine, settings: Settings) -> None:
             lambda dbapi_connection, _record: dialects.detect_pgvector(dialect, dbapi_connection),
         )
     event.listen(engine, "handle_error", dialects.translate_error)
+    event.listen(engine, "before_execute", _guard_system_tables)
     track_embedding_writes(engine)
     if settings.vector_backend != "integrated":
         _outbox.add(engine)
@@ -122,15 +135,32 @@ def attach(engine: Engine, settings: Settings) -> None:
 
 
 def track_embedding_writes(engine: Engine) -> None:
-    """Bump the embedding version before every write to ``memory_embeddings`` through ``engine``."""
+    """Bump the embedding version after every write to ``memory_embeddings`` through ``engine``."""
     if engine not in _counting:
-        event.listen(engine, "before_execute", _count_embedding_write)
+        event.listen(engine, "before_execute", _lock_embedding_version)
+        event.listen(engine, "after_execute", _count_embedding_write)
         _counting.add(engine)
 
 
-def _count_embedding_write(conn: Connection, clauseelement: Any, multiparams: Any, params: Any, options: Any) -> None:
+def _lock_embedding_version(conn: Connection, clauseelement: Any, multiparams: Any, params: Any, options: Any) -> None:
+    # Taking the counter's row lock before the write, as the bump used to, keeps concurrent
+    # writers queued on one row instead of deadlocking on embedding rows they both touch.
+    if vector_changes.target_table(clauseelement) == vector_changes.EMBEDDINGS_TABLE:
+        vector_changes.lock_embedding_version(conn)
+
+
+def _count_embedding_write(
+    conn: Connection, clauseelement: Any, multiparams: Any, params: Any, options: Any, result: Any
+) -> None:
+    # after_execute: only a statement that ran counts; one refused while binding (a bad vector) does not.
     if vector_changes.target_table(clauseelement) == vector_changes.EMBEDDINGS_TABLE:
         vector_changes.bump_embedding_version(conn)
+
+
+def _guard_system_tables(conn: Connection, clauseelement: Any, multiparams: Any, params: Any, options: Any) -> None:
+    table = security.system_table_written(clauseelement)
+    if table is not None:
+        security.check_connection_write(table, _connection_owners.get(conn), options)
 
 
 def _engine_of(bind: Any) -> Engine | None:
@@ -223,13 +253,32 @@ def _after_soft_rollback(session: Session, previous_transaction: SessionTransact
     events.discard_rolled_back(session, previous_transaction)
 
 
+@event.listens_for(Session, "after_begin")
+def _note_connection_owner(session: Session, _transaction: SessionTransaction, connection: Connection) -> None:
+    if is_dbcore_engine(connection):
+        _connection_owners[connection] = session
+        _owned_connections.setdefault(session, []).append(connection)
+
+
 @event.listens_for(Session, "after_transaction_end")
 def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:
         events.discard_pending(session)
+        # A connection lent to the session (Session(bind=connection)) is bare again afterwards.
+        for connection in _owned_connections.pop(session, ()):
+            if _connection_owners.get(connection) is session:
+                del _connection_owners[connection]
 
 
 # --- mapper hooks -------------------------------------------------------------------------
+
+
+@event.listens_for(Mapper, "after_mapper_constructed")
+def _note_system_table(mapper: Mapper[Any], _class: type) -> None:
+    security.note_system_tables([mapper])
+
+
+security.note_system_tables(Base.registry.mappers)  # the ones mapped before this module loaded
 
 
 @event.listens_for(UpdateMixin, "before_update", propagate=True)

@@ -13,6 +13,17 @@ prefix and comparing digests in constant time. SHA-256 without a slow KDF is
 enough because the keys carry 256 bits of randomness: there is no dictionary to
 guess from.
 
+Core ``insert()``/``update()``/``delete()`` statements on a system table are
+guarded too, however they reach a dbcore engine (an engine ``before_execute``
+hook in :mod:`dbcore.hooks`): on a session's connection
+(``session.connection().execute(...)``) the session's key decides; on a
+connection no session owns (``engine.connect()``, ``engine.begin()``) the write
+is refused unless the connection or statement carries the execution option
+``dbcore_system=True`` (:data:`SYSTEM_EXECUTION_OPTION`), for bootstrapping code
+that holds the database credentials; dbcore's migrations run with it. Raw SQL
+(``text()``, ``exec_driver_sql``) is not parsed and stays outside the guard, as does
+a lightweight ``sa.table("activity_types")``: the check matches the system ``Table``.
+
 The guard keeps application code paths from changing lookup data by accident;
 it is not a boundary against someone holding the database credentials, who can
 always write SQL directly.
@@ -23,13 +34,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.orm import Mapper, ORMExecuteState, Session
+from sqlalchemy.sql.dml import UpdateBase
 
-from dbcore.base import Base
 from dbcore.DB_Auth import ApiKey
 from dbcore.errors import PermissionDenied
 from dbcore.seeding import SEEDING_INFO_KEY
@@ -43,14 +54,25 @@ __all__ = [
     "remember_api_key",
     "check_flush",
     "check_statement",
+    "check_connection_write",
+    "note_system_tables",
+    "system_table_written",
     "create_system_key",
     "SYSTEM_INFO_KEY",
+    "SYSTEM_EXECUTION_OPTION",
 ]
 
 KEY_PREFIX = "dbk_"
 PREFIX_LENGTH = 12
 SYSTEM_INFO_KEY = "dbcore.system"
 _API_KEY_INFO_KEY = "dbcore.api_key"
+#: Execution option that lets a connection no session owns write system tables (bootstrapping, migrations).
+SYSTEM_EXECUTION_OPTION = "dbcore_system"
+
+# The tables of every class that says ``__system__``, filled as mappers are made (hooks.py
+# feeds them), and their names: the check on every statement is one set lookup by name.
+_system_tables: set[sa.Table] = set()
+_system_names: set[str] = set()
 
 
 def generate_api_key() -> str:
@@ -66,10 +88,32 @@ def key_prefix(key: str) -> str:
     return key[:PREFIX_LENGTH]
 
 
-def _is_system_table(table: sa.Table) -> bool:
-    return any(
-        mapper.local_table is table and getattr(mapper.class_, "__system__", False) for mapper in Base.registry.mappers
-    )
+def note_system_tables(mappers: Iterable[Mapper[Any]]) -> None:
+    """Remember the tables of the mapped classes among ``mappers`` that say ``__system__ = True``."""
+    for mapper in mappers:
+        table = mapper.local_table
+        if getattr(mapper.class_, "__system__", False) and isinstance(table, sa.Table):
+            _system_tables.add(table)
+            _system_names.add(table.name)
+
+
+def _unaliased(table: Any) -> Any:
+    while isinstance(table, sa.Alias):
+        table = table.element
+    return table
+
+
+def system_table_written(statement: Any) -> str | None:
+    """The system table an INSERT/UPDATE/DELETE statement writes (None for anything else).
+
+    Runs on every statement, so a miss costs one name lookup. A hit is confirmed on
+    the ``Table`` object itself: another ``MetaData``'s table of the same name (or a
+    lightweight ``sa.table()``) is not a system table.
+    """
+    if not isinstance(statement, UpdateBase) or getattr(_unaliased(statement.table), "name", None) not in _system_names:
+        return None
+    table = _unaliased(statement.entity_description.get("table"))  # the Table, without ORM annotations
+    return table.name if table in _system_tables else None
 
 
 def _verify(session: Session, key: str) -> bool:
@@ -130,10 +174,27 @@ def check_statement(state: ORMExecuteState) -> None:
     """Refuse a bulk INSERT/UPDATE/DELETE statement on a system table without the system key."""
     table = getattr(state.statement, "table", None)
     system = any(getattr(mapper.class_, "__system__", False) for mapper in state.all_mappers) or (
-        isinstance(table, sa.Table) and _is_system_table(table)
+        system_table_written(state.statement) is not None
     )
     if system and not is_system_session(state.session):
         raise _deny(state.session, getattr(table, "name", "the target"))
+
+
+def check_connection_write(table: str, session: Session | None, options: Mapping[str, Any]) -> None:
+    """Refuse a Core write of system table ``table`` on a dbcore connection that may not make it.
+
+    ``session`` owns the connection (None for a bare one); ``options`` are the
+    statement's execution options, the connection's included.
+    """
+    if session is not None:
+        if not is_system_session(session):
+            raise _deny(session, table)
+    elif not options.get(SYSTEM_EXECUTION_OPTION):
+        raise PermissionDenied(
+            f"{table} is a system table and this connection belongs to no session; write it in "
+            "get_session(api_key=...), or, in bootstrapping code that holds the database credentials, "
+            f"on a connection with execution_options({SYSTEM_EXECUTION_OPTION}=True)"
+        )
 
 
 def create_system_key(session: Session, *, name: str = "system", key: str | None = None) -> str:

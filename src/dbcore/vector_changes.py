@@ -1,10 +1,12 @@
 """Bookkeeping of embedding writes: the version counter and the vector outbox.
 
 **Version counter.** Every INSERT, UPDATE or DELETE statement on
-``memory_embeddings`` sent through a dbcore engine first bumps the row
-``embedding_versions.name = 'memory_embeddings'`` in the same transaction (an
-engine ``before_execute`` hook in :mod:`dbcore.hooks`, so ORM flushes, ORM bulk
-statements and Core statements are all counted). The integrated vector store compares the counter
+``memory_embeddings`` sent through a dbcore engine bumps the row
+``embedding_versions.name = 'memory_embeddings'`` in the same transaction, once
+the statement has run (engine ``before_execute``/``after_execute`` hooks in
+:mod:`dbcore.hooks`: the row is locked before the write, bumped after it, so ORM
+flushes, ORM bulk statements and Core statements are all counted, and a write
+refused before it reached the database, e.g. a non-finite vector, is not). The integrated vector store compares the counter
 with the one its in-process matrix cache was built at, on every query, so a
 write by another process or connection is seen by the next query. A rolled-back
 write rolls its bump back too. Raw SQL text bypasses the hook: call
@@ -35,6 +37,7 @@ from dbcore.types import new_uuid, utcnow
 __all__ = [
     "EMBEDDINGS_TABLE",
     "bump_embedding_version",
+    "lock_embedding_version",
     "embedding_version",
     "record_outbox",
     "flush_markers",
@@ -55,6 +58,11 @@ def bump_embedding_version(connection: Connection, name: str = EMBEDDINGS_TABLE)
     )
     if done.rowcount == 0:
         connection.execute(_VERSIONS.insert().values(id=new_uuid(), name=name, version=1, created_at=utcnow()))
+
+
+def lock_embedding_version(connection: Connection, name: str = EMBEDDINGS_TABLE) -> None:
+    """Take the row lock of the counter of ``name`` (``SELECT ... FOR UPDATE``; SQLite locks the whole file anyway)."""
+    connection.execute(sa.select(_VERSIONS.c.version).where(_VERSIONS.c.name == name).with_for_update())
 
 
 def embedding_version(connection: Connection, name: str = EMBEDDINGS_TABLE) -> int:
