@@ -413,6 +413,11 @@ def _cases() -> list[Case]:  # noqa: PLR0915 - one table, read top to bottom
         Case("add-embeddings-zero", memories(lambda ctx: [ctx.memory()], np.zeros((1, DIMS))), V, EMBEDDING),
         Case("add-embeddings-extra-row", memories(lambda ctx: [ctx.memory()], np.ones((2, DIMS))), V, EMBEDDING),
         Case("add-embeddings-strings", memories(lambda ctx: [ctx.memory()], [["a"] * DIMS]), V, EMBEDDING),
+        # Issue 12 #2: the bulk writer refuses what the Vector column refuses.
+        Case("add-embeddings-numeric-strings", memories(lambda ctx: [ctx.memory()], [["0.5"] * DIMS]), V, EMBEDDING),
+        Case("add-embeddings-bools", memories(lambda ctx: [ctx.memory()], [[True] * DIMS]), V, EMBEDDING),
+        Case("add-embeddings-complex", memories(lambda ctx: [ctx.memory()], [[0.5 + 1j] * DIMS]), V, EMBEDDING),
+        Case("add-embedding-key-numeric-strings", memories(lambda ctx: [ctx.memory(embedding=["0.5"] * DIMS)]), V, EMBEDDING),
         Case("add-embedding-key-and-argument", memories(lambda ctx: [ctx.memory(embedding=GOOD)], np.ones((1, DIMS))), V, r"embedding"),
         Case("add-embedding-on-some", memories(lambda ctx: [ctx.memory(embedding=GOOD), ctx.memory()]), V, r"embedding"),
         Case("add-model-too-long", memories(lambda ctx: [ctx.memory()], np.ones((1, DIMS)), model="m" * 201), (V, D), column_named("memory_embeddings", "model")),
