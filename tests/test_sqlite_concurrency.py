@@ -271,3 +271,33 @@ def test_read_only_transaction_on_postgresql(tallies: dbcore.Settings, dialect: 
             session.execute(sa.text("DELETE FROM tallies"))
     with dbcore.get_session(tallies, read_only=True) as session:
         assert _count(session) == 2
+
+
+# --- threads on one pool, every dialect ----------------------------------------------------
+
+
+def test_forty_threads_on_one_pool_lose_no_unit_and_leak_no_connection(settings: dbcore.Settings) -> None:
+    """40 threads x 5 read-then-write units through run_in_transaction: all commit, nothing stays checked out."""
+    _Base.metadata.create_all(dbcore.get_engine(settings))
+    tallies = settings
+    errors: list[BaseException] = []
+
+    def units(worker: int) -> None:
+        for _ in range(5):
+            try:
+                dbcore.run_in_transaction(
+                    lambda session: session.add(Tally(worker=worker, seen=_count(session))), tallies
+                )
+            except BaseException as exc:  # noqa: BLE001 - every failure is reported below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=units, args=(worker,)) for worker in range(1, 41)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+    with dbcore.get_session(tallies, read_only=True) as session:
+        assert _count(session) == 200
+    assert dbcore.get_engine(tallies).pool.checkedout() == 0  # type: ignore[attr-defined]
