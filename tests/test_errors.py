@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Session
 
 import dbcore
-from dbcore.errors import classify_dbapi_error
+from dbcore.errors import StatementTarget, classify_dbapi_error, describe_dbapi_error
+
+from .bad_inputs.harness import check_message, column_named
 
 metadata = sa.MetaData()
 parents = sa.Table("parents", metadata, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False))
@@ -18,6 +23,16 @@ children = sa.Table(
     sa.Column("parent_id", sa.Integer, sa.ForeignKey("parents.id"), nullable=False, index=True),
     sa.Column("label", sa.String(5), nullable=False),
 )
+
+
+
+
+class _Base(DeclarativeBase):
+    metadata = metadata
+
+
+class Child(_Base):
+    __table__ = children
 
 
 @pytest.fixture
@@ -114,3 +129,148 @@ def test_mssql_error_numbers_are_classified(state: str, message: str, expected: 
     # The live path runs in GitHub Actions and wherever DBCORE_TEST_MSSQL_URL is set.
     error = classify_dbapi_error("mssql", _FakeOdbcError(state, message))
     assert type(error) is expected
+
+
+# --- messages name table.column, on every dialect and every way of writing -------------------
+
+Write = Callable[[Engine, list[dict[str, object]]], None]
+
+
+def _orm_flush(engine: Engine, rows: list[dict[str, object]]) -> None:
+    with Session(engine) as session, session.begin():
+        session.add_all([Child(**row) for row in rows])
+
+
+def _core_insert(engine: Engine, rows: list[dict[str, object]]) -> None:
+    with engine.begin() as connection:
+        for row in rows:
+            connection.execute(children.insert().values(**row))
+
+
+def _executemany(engine: Engine, rows: list[dict[str, object]]) -> None:
+    with engine.begin() as connection:
+        connection.execute(children.insert(), rows)
+
+
+WRITES = [pytest.param(write, id=write.__name__.lstrip("_")) for write in (_orm_flush, _core_insert, _executemany)]
+GOOD_ROW: dict[str, object] = {"id": 1, "parent_id": 1, "label": "ok"}
+
+
+@pytest.mark.parametrize("write", WRITES)
+def test_not_null_message_names_table_and_column(tables: Engine, write: Write) -> None:
+    with pytest.raises(dbcore.NotNullViolation) as caught:
+        write(tables, [GOOD_ROW, {"id": 2, "parent_id": 1, "label": None}])
+    check_message(caught.value, column_named("children", "label"))
+    assert rows(tables, children) == 0
+
+
+@pytest.mark.parametrize("write", WRITES)
+def test_duplicate_primary_key_message_names_table_and_column(tables: Engine, write: Write) -> None:
+    with pytest.raises(dbcore.DuplicateKeyError) as caught:
+        write(tables, [GOOD_ROW, {**GOOD_ROW, "label": "twin"}])
+    message = check_message(caught.value, r"children\.id\b|\"children_pkey\"")
+    assert "twin" not in message
+    assert rows(tables, children) == 0
+
+
+@pytest.mark.parametrize("write", WRITES)
+def test_foreign_key_to_missing_row_message_names_column(tables: Engine, write: Write) -> None:
+    with pytest.raises(dbcore.ForeignKeyViolation) as caught:
+        write(tables, [GOOD_ROW, {"id": 2, "parent_id": 999, "label": "x"}])
+    check_message(caught.value, column_named("children", "parent_id"))
+    assert rows(tables, children) == 0
+
+
+def test_foreign_key_on_update_message_names_column(tables: Engine) -> None:
+    with tables.begin() as connection:
+        connection.execute(children.insert().values(GOOD_ROW))
+    with pytest.raises(dbcore.ForeignKeyViolation) as caught:
+        with Session(tables) as session, session.begin():
+            session.get_one(Child, 1).parent_id = 999
+    check_message(caught.value, column_named("children", "parent_id"))
+
+
+def test_foreign_key_on_delete_message_names_referencing_column(tables: Engine) -> None:
+    with tables.begin() as connection:
+        connection.execute(children.insert().values(GOOD_ROW))
+    with pytest.raises(dbcore.ForeignKeyViolation) as caught:
+        with tables.begin() as connection:
+            connection.execute(parents.delete().where(parents.c.id == 1))
+    check_message(caught.value, column_named("children", "parent_id"))
+    assert rows(tables, parents) == 1
+
+
+# --- the message builders, on the drivers' exact wording ---------------------------------
+
+AGENTS_INSERT = StatementTarget(
+    table="agents", verb="insert", columns=("id", "name", "owner_id"), primary_key=("id",),
+    foreign_keys=("owner_id",), given=("id", "name", "owner_id"),
+)
+MEMORIES_INSERT = StatementTarget(
+    table="memories", verb="insert", columns=("id", "agent_id", "room_id", "parent_id"), primary_key=("id",),
+    foreign_keys=("agent_id", "room_id", "parent_id"), given=("id", "agent_id", "room_id"),
+)
+AGENTS_DELETE = StatementTarget(
+    table="agents", verb="delete", columns=("id",), primary_key=("id",),
+    referenced_by=("entities.agent_id", "memories.agent_id"),
+)
+
+
+@pytest.mark.parametrize(
+    ("kind", "dialect", "driver", "target", "expected"),
+    [
+        (dbcore.NotNullViolation, "mysql", "Column 'name' cannot be null", AGENTS_INSERT,
+         "NotNullViolation on mysql: agents.name cannot be null"),
+        (dbcore.NotNullViolation, "mariadb", "Field 'name' doesn't have a default value", AGENTS_INSERT,
+         "NotNullViolation on mariadb: agents.name doesn't have a default value"),
+        (dbcore.DataError, "mysql", "Data too long for column 'name' at row 1", AGENTS_INSERT,
+         "DataError on mysql: Data too long for agents.name at row 1"),
+        (dbcore.NotNullViolation, "mysql", "Column 'colour' cannot be null", AGENTS_INSERT,
+         "NotNullViolation on mysql: Column 'colour' cannot be null"),
+        (dbcore.DuplicateKeyError, "mysql", "Duplicate entry 'it's' for key 'PRIMARY'", AGENTS_INSERT,
+         "DuplicateKeyError on mysql: duplicate primary key agents.id"),
+        (dbcore.DuplicateKeyError, "mysql", "Duplicate entry 'me@example.com' for key 'users.uq_users_email'",
+         StatementTarget(table="users", verb="insert"),
+         "DuplicateKeyError on mysql: duplicate value for unique key uq_users_email of users"),
+        (dbcore.ForeignKeyViolation, "mysql",
+         "Cannot add or update a child row: a foreign key constraint fails (`db`.`agents`, CONSTRAINT `fk_a` "
+         "FOREIGN KEY (`owner_id`) REFERENCES `users` (`id`))", None,
+         "ForeignKeyViolation on mysql: agents.owner_id refers to a missing users row (constraint fk_a)"),
+        (dbcore.ForeignKeyViolation, "mysql",
+         "Cannot delete or update a parent row: a foreign key constraint fails (`db`.`pairs`, CONSTRAINT `fk_p` "
+         "FOREIGN KEY (`a`, `b`) REFERENCES `agents` (`x`, `y`))", None,
+         "ForeignKeyViolation on mysql: a row of agents is still referenced by pairs.a, pairs.b (constraint fk_p)"),
+        (dbcore.ForeignKeyViolation, "sqlite", "FOREIGN KEY constraint failed", AGENTS_INSERT,
+         "ForeignKeyViolation on sqlite: agents.owner_id refers to a missing row"),
+        (dbcore.ForeignKeyViolation, "sqlite", "FOREIGN KEY constraint failed", MEMORIES_INSERT,
+         "ForeignKeyViolation on sqlite: one of memories.agent_id, memories.room_id refers to a missing row"),
+        (dbcore.ForeignKeyViolation, "sqlite", "FOREIGN KEY constraint failed", AGENTS_DELETE,
+         "ForeignKeyViolation on sqlite: a deleted row of agents is still referenced by entities.agent_id, "
+         "memories.agent_id"),
+        (dbcore.ForeignKeyViolation, "sqlite", "FOREIGN KEY constraint failed", None,
+         "ForeignKeyViolation on sqlite: FOREIGN KEY constraint failed"),
+        (dbcore.DuplicateKeyError, "mysql", "Duplicate entry '1' for key 'PRIMARY'", None,
+         "DuplicateKeyError on mysql: Duplicate entry '1' for key 'PRIMARY'"),
+    ],
+)
+def test_message_names_table_column_from_the_statement(
+    kind: type[dbcore.DatabaseError], dialect: str, driver: str, target: StatementTarget | None, expected: str
+) -> None:
+    # Without a statement (target None) the driver's words are kept as they are.
+    assert describe_dbapi_error(kind, dialect, driver, target) == expected
+
+
+def test_sqlite_update_that_sets_no_foreign_key_names_the_referencing_columns() -> None:
+    target = StatementTarget(table="agents", verb="update", columns=("id", "owner_id"), foreign_keys=("owner_id",),
+                             given=("id",), referenced_by=("entities.agent_id",))
+    message = describe_dbapi_error(dbcore.ForeignKeyViolation, "sqlite", "FOREIGN KEY constraint failed", target)
+    assert message == "ForeignKeyViolation on sqlite: a changed row of agents is still referenced by entities.agent_id"
+
+
+class _FakePyMySQLError(Exception):
+    """Shaped like pymysql's errors: args are (errno, message)."""
+
+
+def test_mysql_message_is_the_server_text_not_the_args_tuple() -> None:
+    error = classify_dbapi_error("mysql", _FakePyMySQLError(1048, "Column 'name' cannot be null"), target=AGENTS_INSERT)
+    assert str(error) == "NotNullViolation on mysql: agents.name cannot be null"

@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import ExceptionContext
 
-from dbcore.errors import DataError, DbcoreError, classify_dbapi_error
+from dbcore.errors import DataError, DbcoreError, StatementTarget, classify_dbapi_error
 from dbcore.types import set_pgvector
 
 __all__ = [
@@ -153,6 +153,47 @@ def translate_error(context: ExceptionContext) -> None:
             raise DataError(f"DataError on sqlite: {reason}", orig=orig, dialect="sqlite") from orig
     # No connection yet means the failure happened while connecting.
     connecting = context.connection is None and context.statement is None
-    error = classify_dbapi_error(dialect_name, orig, is_disconnect=context.is_disconnect or connecting)
+    error = classify_dbapi_error(
+        dialect_name, orig, is_disconnect=context.is_disconnect or connecting, target=_statement_target(context)
+    )
     if error is not None:
         raise error from orig
+
+
+# ON DELETE actions that let a referenced row go, so its deletion cannot fail on them.
+_DELETE_ALLOWED = frozenset({"CASCADE", "SET NULL", "SET DEFAULT"})
+
+
+def _statement_target(context: ExceptionContext) -> StatementTarget | None:
+    """The table the failed INSERT, UPDATE or DELETE wrote, and which of its columns it gave values.
+
+    Names only: the values are looked at to leave out columns set to NULL, never copied.
+    """
+    execution = context.execution_context
+    statement = getattr(getattr(execution, "compiled", None), "statement", None)
+    if not isinstance(statement, (sa.Insert, sa.Update, sa.Delete)) or not isinstance(statement.table, sa.Table):
+        return None
+    table = statement.table
+    verb = "insert" if isinstance(statement, sa.Insert) else "update" if isinstance(statement, sa.Update) else "delete"
+    rows = getattr(execution, "compiled_parameters", None) or ()
+    keys = {key for row in rows for key, value in row.items() if value is not None}
+    return StatementTarget(
+        table=table.name,
+        verb=verb,
+        columns=tuple(column.name for column in table.columns),
+        primary_key=tuple(column.name for column in table.primary_key.columns),
+        foreign_keys=tuple(column.name for column in table.columns if column.foreign_keys),
+        given=tuple(column.name for column in table.columns if column.key in keys),
+        referenced_by=_referenced_by(table) if verb != "insert" else (),
+    )
+
+
+def _referenced_by(table: sa.Table) -> tuple[str, ...]:
+    """``table.column`` of every foreign key of the metadata that stops a row of ``table`` from going."""
+    found = []
+    for other in table.metadata.tables.values():
+        for key in other.foreign_keys:
+            target_table = key.target_fullname.rpartition(".")[0]
+            if target_table == table.fullname and (key.ondelete or "").upper() not in _DELETE_ALLOWED:
+                found.append(f"{other.name}.{key.parent.name}")
+    return tuple(found)

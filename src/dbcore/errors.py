@@ -9,6 +9,7 @@ messages on SQLite) and chain the original exception.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import ClassVar
 
 __all__ = [
@@ -28,7 +29,9 @@ __all__ = [
     "CheckViolation",
     "DataError",
     "TransactionOutcomeUnknown",
+    "StatementTarget",
     "classify_dbapi_error",
+    "describe_dbapi_error",
 ]
 
 
@@ -268,14 +271,125 @@ def _classify(dialect: str, orig: BaseException) -> type[DatabaseError] | None:
     return None
 
 
-def classify_dbapi_error(dialect: str, orig: BaseException, *, is_disconnect: bool = False) -> DatabaseError | None:
+def _driver_message(dialect: str, orig: BaseException) -> str:
+    """The driver's own words: pymysql's ``(1048, "...")`` args without the tuple around them."""
+    args = orig.args
+    if dialect in ("mysql", "mariadb") and len(args) >= 2 and isinstance(args[1], str):
+        text = args[1]
+    else:
+        text = str(orig)
+    return text.strip().splitlines()[0] if text.strip() else type(orig).__name__
+
+
+def classify_dbapi_error(
+    dialect: str, orig: BaseException, *, is_disconnect: bool = False, target: StatementTarget | None = None
+) -> DatabaseError | None:
     """Return the dbcore error for a DBAPI exception, or None when it has no category.
 
     ``is_disconnect`` is SQLAlchemy's own verdict that the connection is gone;
     it wins over the error code because a dropped connection is always transient.
+    ``target`` names the table the failed statement wrote, for servers whose
+    message does not (see :func:`describe_dbapi_error`).
     """
     kind = ConnectionFailed if is_disconnect else _classify(dialect, orig)
     if kind is None:
         return None
-    first_line = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    return kind(f"{kind.__name__} on {dialect}: {first_line}", orig=orig, dialect=dialect)
+    message = describe_dbapi_error(kind, dialect, _driver_message(dialect, orig), target)
+    return kind(message, orig=orig, dialect=dialect)
+
+
+# --- messages -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatementTarget:
+    """The table an INSERT, UPDATE or DELETE wrote, by names only: all an error message may say of it.
+
+    MariaDB names a column without its table and SQLite's foreign-key failure names
+    nothing, so the message is completed from the statement, never from its values.
+    """
+
+    table: str
+    verb: str  # "insert", "update" or "delete"
+    columns: tuple[str, ...] = ()
+    primary_key: tuple[str, ...] = ()
+    #: This table's foreign-key columns.
+    foreign_keys: tuple[str, ...] = ()
+    #: The columns the statement gave a value other than NULL.
+    given: tuple[str, ...] = ()
+    #: ``table.column`` of the foreign keys that forbid deleting a row of this table.
+    referenced_by: tuple[str, ...] = ()
+
+    def qualified(self, columns: tuple[str, ...]) -> str:
+        return ", ".join(f"{self.table}.{column}" for column in columns)
+
+
+def describe_dbapi_error(
+    kind: type[DatabaseError], dialect: str, driver_message: str, target: StatementTarget | None
+) -> str:
+    """``"<Kind> on <dialect>: <detail>"``, the detail naming ``table.column`` where the driver did not."""
+    detail = driver_message
+    if dialect in ("mysql", "mariadb"):
+        detail = _mysql_detail(driver_message, target)
+    elif dialect == "sqlite" and kind is ForeignKeyViolation and target is not None:
+        detail = _sqlite_foreign_key_detail(target) or driver_message
+    return f"{kind.__name__} on {dialect}: {detail}"
+
+
+_MYSQL_DUPLICATE = re.compile(r"^Duplicate entry '.*' for key '(?:[^']*\.)?([^'.]+)'$", re.DOTALL)
+_MYSQL_COLUMN = re.compile(r"\b(?:Column|column|Field) '([^']+)'")
+_MYSQL_FOREIGN_KEY = re.compile(
+    r"^Cannot (add or update a child|delete or update a parent) row: a foreign key constraint fails "
+    r"\((?:`[^`]*`\.)?`([^`]+)`, CONSTRAINT `([^`]+)` FOREIGN KEY \(([^)]*)\) REFERENCES `([^`]+)`"
+)
+
+
+def _mysql_detail(message: str, target: StatementTarget | None) -> str:
+    """MariaDB's message with ``table.column`` for a bare column, and no duplicated value."""
+    foreign_key = _MYSQL_FOREIGN_KEY.match(message)
+    if foreign_key:
+        return _mysql_foreign_key_detail(*foreign_key.groups())
+    if target is None:
+        return message
+    duplicate = _MYSQL_DUPLICATE.match(message)
+    if duplicate:
+        key = duplicate.group(1)
+        if key == "PRIMARY":
+            return f"duplicate primary key {target.qualified(target.primary_key) or target.table}"
+        return f"duplicate value for unique key {key} of {target.table}"
+
+    def qualify(match: re.Match[str]) -> str:
+        column = match.group(1)
+        return f"{target.table}.{column}" if column in target.columns else match.group(0)
+
+    return _MYSQL_COLUMN.sub(qualify, message, count=1)
+
+
+def _mysql_foreign_key_detail(side: str, table: str, constraint: str, columns: str, referenced: str) -> str:
+    """MariaDB's foreign-key failure without the SQL of the constraint: it names both tables already."""
+    names = ", ".join(f"{table}.{column.strip().strip('`')}" for column in columns.split(","))
+    if side.startswith("add"):
+        return f"{names} refers to a missing {referenced} row (constraint {constraint})"
+    return f"a row of {referenced} is still referenced by {names} (constraint {constraint})"
+
+
+def _sqlite_foreign_key_detail(target: StatementTarget) -> str | None:
+    """SQLite says only "FOREIGN KEY constraint failed": name the columns the statement could have broken.
+
+    Which row is missing is not told (finding it would take a query per key); the
+    columns left NULL are left out, as they cannot refer to a missing row.
+    """
+    given = tuple(column for column in target.foreign_keys if column in target.given)
+    if target.verb == "insert" and (given or target.foreign_keys):
+        return _refers_to_missing(target, given or target.foreign_keys)
+    if target.verb == "update" and given:
+        return _refers_to_missing(target, given)
+    if target.verb in ("update", "delete") and target.referenced_by:
+        action = "deleted" if target.verb == "delete" else "changed"
+        return f"a {action} row of {target.table} is still referenced by {', '.join(target.referenced_by)}"
+    return None
+
+
+def _refers_to_missing(target: StatementTarget, columns: tuple[str, ...]) -> str:
+    subject = target.qualified(columns) if len(columns) == 1 else f"one of {target.qualified(columns)}"
+    return f"{subject} refers to a missing row"
