@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from dbcore.DB_Memories import MemoryKind
 from dbcore.errors import ValidationError
 from dbcore.vectorstores.chroma import to_chroma_where
 from dbcore.vectorstores.filters import MEMORY_FIELDS, And, Condition, F, Filter, Or, UnsupportedFilter
@@ -95,15 +96,42 @@ def test_parse_errors(spec: object, message: str) -> None:
 
 def test_field_names_are_checked() -> None:
     allowed = MEMORY_FIELDS | {"priority"}
-    assert Filter.parse({"priority": 1, "kind": "a"}, allowed)
+    assert Filter.parse({"priority": 1, "kind": "message"}, allowed)
     with pytest.raises(ValidationError, match="unknown field.*colour"):
-        Filter.parse({"$or": [{"kind": "a"}, {"colour": "red"}]}, allowed)
+        Filter.parse({"$or": [{"kind": "message"}, {"colour": "red"}]}, allowed)
     with pytest.raises(ValidationError, match="unknown field"):
         (F("bogus") == 1).validate_fields(allowed)
     with pytest.raises(ValidationError):
         And()
     with pytest.raises(ValidationError):
         And("kind")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "spec, bad",
+    [
+        ({"kind": "x'; DROP TABLE memories; --"}, "x'; DROP TABLE memories; --"),
+        ({"kind": {"$nin": ["message", "Fact"]}}, "'Fact'"),
+        ({"$or": [{"room_id": ROOM}, {"kind": {"$ne": 3}}]}, "3"),
+        ({"kind": {"$gt": "a" * 500}}, "'aaaa"),
+    ],
+)
+def test_kind_values_are_checked_with_the_fields(spec: object, bad: str) -> None:
+    """A store's validation refuses kinds no memory has; a bare filter (a backend's own use) still builds."""
+    allowed = MEMORY_FIELDS
+    assert Filter.parse(spec)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="kind") as caught:
+        Filter.parse(spec, allowed)  # type: ignore[arg-type]
+    message = str(caught.value)
+    assert bad in message and "message, document, fragment, description, custom" in message
+    assert len(message) < 200, "a long value is shortened"
+
+
+def test_memory_kind_members_become_their_names() -> None:
+    assert (F("kind") == MemoryKind.FRAGMENT) == Condition("kind", "eq", "fragment")
+    assert F("kind").in_([MemoryKind.MESSAGE, "custom"]).value == ("message", "custom")
+    assert Filter.parse({"kind": MemoryKind.CUSTOM}, MEMORY_FIELDS).matches({"kind": "custom"})
+    assert (F("other") == MemoryKind.FRAGMENT).value == 3  # only the kind field holds names
 
 
 def test_evaluator_semantics() -> None:

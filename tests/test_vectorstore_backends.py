@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 import dbcore
 from dbcore import migrate
 from dbcore.config import ChromaSettings, PineconeSettings, Settings
-from dbcore.DB_Memories import EMBEDDING_DIMS, Memory, MemoryEmbedding
+from dbcore.DB_Memories import EMBEDDING_DIMS, Memory, MemoryEmbedding, MemoryKind
 from dbcore.errors import ConfigurationError, DimensionMismatchError, ValidationError
 from dbcore.memories import as_memory_kind
 from dbcore.testing import TestServers, isolated_database
@@ -272,8 +272,8 @@ FILTERS: dict[str, Any] = {
     "or": Or(F("kind") == "fragment", F("room_id") == ROOMS[0]),
     "and-or": And(Or(F("priority") < 3, F("priority") > 7), F("agent_id") == AGENTS[1], F("lang") == "en"),
     "single-child-and": And(F("kind") == "document"),
-    "eq-unknown-kind": Or(F("kind") == "no-such-kind", F("priority") == 4),
-    "nin-unknown-kind": F("kind").nin(["no-such-kind", "message"]),
+    "eq-kind-member": F("kind") == MemoryKind.DOCUMENT,
+    "nin-kind-member": F("kind").nin([MemoryKind.MESSAGE, "fragment"]),
     "world-ne-null-field": F("world_id") != uuid.UUID(int=1),
     "dict-implicit-eq": {"kind": "document", "room_id": str(ROOMS[2])},
     "dict-ops": {"$or": [{"priority": {"$gte": 8}}, {"created_at": {"$lt": T0 + timedelta(minutes=10)}}]},
@@ -353,7 +353,7 @@ def test_ids_lists_every_record(store: VectorStore) -> None:
 
 
 def test_delete_by_ids(store: VectorStore) -> None:
-    store.delete(ids=IDS[:10] + ["never-stored"])
+    store.delete(ids=IDS[:10] + [str(uuid.UUID(int=1))])  # a UUID never stored is no error
     assert store.count() == N - 10
     assert store.get(IDS[:10]) == []
     assert IDS[0] not in {m.id for m in store.query(VECTORS[0], k=5)}
@@ -490,6 +490,67 @@ def test_bad_query_arguments(store: VectorStore) -> None:
             store.query(VECTORS[0], k=k)
     with pytest.raises(ValidationError):
         store.query(VECTORS[0], min_score=float("nan"))
+
+
+#: Text that looks like SQL injection, sent where a caller's text reaches a store.
+INJECTION = "x'; DROP TABLE memories; --"
+KIND_NAMES = "message, document, fragment, description, custom"
+
+
+def test_k_has_one_upper_bound(store: VectorStore) -> None:
+    """Every backend takes k up to Pinecone's own top_k limit, and refuses more before querying."""
+    for k in (10_001, 10**12, 2**64):
+        with pytest.raises(ValidationError, match=rf"k={k} .*at most 10000\b"):
+            store.query(VECTORS[0], k=k)
+    assert len(store.query(VECTORS[0], k=10_000, include_metadata=False)) == N
+
+
+def test_min_score_is_a_cosine_similarity(store: VectorStore) -> None:
+    """Every backend scores by cosine similarity, so a min_score outside [-1, 1] is a mistake, not a filter."""
+    for bad in (1.5, -2, 1.0001, -1.0001, float("-inf")):
+        with pytest.raises(ValidationError, match=r"min_score=.*-1 to 1"):
+            store.query(VECTORS[0], min_score=bad)
+    assert [m.id for m in store.query(VECTORS[4], k=1, min_score=0.999)] == [IDS[4]]
+    assert len(store.query(VECTORS[4], k=N, min_score=-1)) == N
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        pytest.param(F("kind") == INJECTION, id="eq-injection"),
+        pytest.param({"kind": {"$ne": "fact"}}, id="ne-unknown"),
+        pytest.param(F("kind").nin(["message", "no-such-kind"]), id="nin-unknown"),
+        pytest.param(Or(F("priority") == 4, F("kind").in_(["MESSAGE"])), id="in-upper-case"),
+        pytest.param(F("kind") == 1, id="eq-number"),
+    ],
+)
+def test_kind_filter_must_name_a_memory_kind(store: VectorStore, spec: Any) -> None:
+    """A kind that no memory can have would match nothing (or, negated, everything): refused on every backend."""
+    with pytest.raises(ValidationError, match=f"kind.*{KIND_NAMES}"):
+        store.query(VECTORS[0], filter=spec)
+    with pytest.raises(ValidationError, match=f"kind.*{KIND_NAMES}"):
+        store.delete(filter=spec)
+    assert store.count() == N
+
+
+def test_delete_refuses_ids_upsert_refuses(store: VectorStore) -> None:
+    """delete refuses an id the store could never hold rather than skip it; ids it can hold are deleted.
+
+    The integrated store holds memory ids (UUIDs) only. Chroma and Pinecone hold any text id
+    (``vectors reindex`` deletes stray ids others wrote there), so there it must stay deletable.
+    """
+    long_bad = INJECTION + " " + "x" * 200
+    if _integrated(store):
+        for bad in (INJECTION, long_bad):
+            with pytest.raises(ValidationError, match="not a memory id") as caught:
+                store.delete(ids=[IDS[0], bad])
+            assert long_bad not in str(caught.value) and len(str(caught.value)) < 200
+        assert store.count() == N
+        assert [r.id for r in store.get([IDS[0]])] == [IDS[0]]
+        return
+    store.upsert([(INJECTION, VECTORS[0], {})])
+    store.delete(ids=[INJECTION, IDS[0]])
+    assert store.get([INJECTION, IDS[0]]) == [] and store.count() == N - 1
 
 
 def test_empty_store(empty_store: VectorStore) -> None:

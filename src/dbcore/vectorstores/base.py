@@ -1,13 +1,17 @@
 """The VectorStore interface every backend implements, and the checks they share.
 
 Scores have one definition on every backend: **cosine similarity in [-1, 1], higher
-is more similar**. ``min_score`` keeps matches with ``score >= min_score``. Results are
-sorted by score descending, ties broken by id ascending.
+is more similar** (Chroma's cosine space reports ``1 - score`` as its distance, Pinecone's
+cosine metric the similarity itself, pgvector and numpy compute it). ``min_score``, a
+number in [-1, 1], keeps matches with ``score >= min_score``. ``k`` is at most
+:data:`MAX_K` on every backend. Results are sorted by score descending, ties broken by
+id ascending.
 
-Public methods validate everything first (dimension, finiteness, filter fields,
-``k``) and only then call the backend's ``_``-prefixed hooks, so a refused batch
-writes nothing. A backend implements :meth:`VectorStore._upsert`, ``_query``,
-``_delete_ids``, ``_delete_filter``, ``_get``, ``_count`` and ``_health``.
+Public methods validate everything first (dimension, finiteness, filter fields and
+kinds, ``k``, ``min_score``, ids) and only then call the backend's ``_``-prefixed
+hooks, so a refused batch writes nothing. A backend implements
+:meth:`VectorStore._upsert`, ``_query``, ``_delete_ids``, ``_delete_filter``, ``_get``,
+``_count`` and ``_health``, and may narrow the ids it holds with ``_check_id``.
 
 Ids are strings: a ``uuid.UUID`` becomes its canonical lowercase text.
 """
@@ -35,6 +39,7 @@ from dbcore.vectorstores.filters import (
     FilterLike,
     is_number,
     normalize_value,
+    short_repr,
 )
 
 __all__ = [
@@ -44,12 +49,19 @@ __all__ = [
     "StoreHealth",
     "RecordLike",
     "validate_vector",
+    "check_k",
+    "check_min_score",
     "coerce_id",
     "encode_metadata",
     "decode_metadata",
     "chunked",
     "JSON_KEYS_MARKER",
+    "MAX_K",
 ]
+
+#: The most matches one query may ask for, on every backend: Pinecone's own top_k limit,
+#: so a query that works on one backend works on all.
+MAX_K = 10_000
 
 #: Stored-metadata key listing the keys whose values were JSON-encoded (see encode_metadata).
 JSON_KEYS_MARKER = "_dbcore_json"
@@ -107,6 +119,26 @@ def coerce_id(value: Any) -> str:
     if isinstance(value, str) and value:
         return value
     raise ValidationError(f"a record id must be a uuid.UUID or a non-empty string, got {value!r}")
+
+
+def check_k(k: Any) -> int:
+    """Return ``k`` if it is a whole number from 1 to :data:`MAX_K`, else raise ValidationError."""
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+        raise ValidationError(f"k={short_repr(k)} must be a whole number from 1 to at most {MAX_K}")
+    return k
+
+
+def check_min_score(min_score: Any) -> float | None:
+    """Return ``min_score`` as a float in [-1, 1] (or None), else raise ValidationError.
+
+    Every backend scores by cosine similarity, so a bound outside [-1, 1] would keep
+    everything or nothing: a mistake (a distance, a percentage), not a filter.
+    """
+    if min_score is None:
+        return None
+    if not is_number(min_score) or not -1.0 <= min_score <= 1.0:  # NaN fails the comparison
+        raise ValidationError(f"min_score={short_repr(min_score)} must be a number from -1 to 1 (a cosine similarity)")
+    return float(min_score)
 
 
 def validate_vector(values: Any, dims: int, *, what: str = "vector") -> np.ndarray:
@@ -273,6 +305,8 @@ class VectorStore(ABC):
         batch = list(prepared.values())
         if not batch:
             return 0
+        for record in batch:
+            self._check_id(record.id)
         self._check_batch(batch)
         self._upsert(batch)
         return len(batch)
@@ -286,17 +320,13 @@ class VectorStore(ABC):
         *,
         include_metadata: bool = True,
     ) -> list[Match]:
-        """Return up to ``k`` nearest records by cosine similarity, best first.
+        """Return up to ``k`` (1 to :data:`MAX_K`) nearest records by cosine similarity, best first.
 
-        ``min_score`` keeps matches with ``score >= min_score``.
+        ``min_score`` (-1 to 1) keeps matches with ``score >= min_score``.
         """
         query_vector = validate_vector(vector, self._dims, what="query vector")
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise ValidationError(f"k={k!r} must be a positive integer")
-        if min_score is not None:
-            if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not math.isfinite(min_score):
-                raise ValidationError(f"min_score={min_score!r} must be a finite number (cosine similarity, -1..1)")
-            min_score = float(min_score)
+        k = check_k(k)
+        min_score = check_min_score(min_score)
         parsed = self._coerce_filter(filter)
         found = self._query(query_vector, k, parsed, min_score, include_metadata)
         return self._finish_matches(found, k, min_score)
@@ -304,11 +334,15 @@ class VectorStore(ABC):
     def delete(self, ids: Iterable[str | uuid.UUID] | None = None, filter: FilterLike | None = None) -> None:  # noqa: A002
         """Delete records by ids, by filter, or both (records matching either are removed).
 
-        Deleting missing ids is not an error. Calling with neither raises ValidationError.
+        Deleting missing ids is not an error; an id the store could never hold (one that
+        :meth:`upsert` refuses) is, so a mistyped id is not silently skipped. Calling with
+        neither raises ValidationError.
         """
         if ids is None and filter is None:
             raise ValidationError("delete needs ids or a filter; refusing to delete everything implicitly")
         id_list = self._coerce_ids(ids) if ids is not None else []
+        for record_id in id_list:
+            self._check_id(record_id)
         parsed = self._coerce_filter(filter)
         if id_list:
             self._delete_ids(id_list)
@@ -368,6 +402,13 @@ class VectorStore(ABC):
         kept = [m for m in found if min_score is None or m.score >= min_score]
         kept.sort(key=lambda m: (-m.score, m.id))
         return kept[:k]
+
+    def _check_id(self, record_id: str) -> None:  # noqa: B027 - optional hook
+        """Refuse an id this backend can never hold; upsert and delete both ask, so they agree.
+
+        The default holds any non-empty text (Chroma, Pinecone: stray ids written by others
+        must stay deletable).
+        """
 
     def _check_batch(self, batch: Sequence[PreparedRecord]) -> None:  # noqa: B027 - optional hook
         """Backend-specific checks of a validated batch, run before any write."""

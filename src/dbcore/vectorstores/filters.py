@@ -14,8 +14,12 @@ A bare value means ``$eq``; several keys in one dict are joined with ``$and``.
 Values are normalised once, when a condition is built, to what external stores hold:
 ``uuid.UUID`` (and strings on the UUID fields ``agent_id``, ``entity_id``, ``room_id``,
 ``world_id``) become canonical lowercase strings; ``datetime`` becomes epoch seconds
-as a float (a naive datetime is taken as UTC). ``None`` and empty ``$in``/``$nin``
-lists are refused.
+as a float (a naive datetime is taken as UTC); a ``MemoryKind`` on ``kind`` becomes its
+lowercase name. ``None`` and empty ``$in``/``$nin`` lists are refused.
+
+A store checks a filter with :meth:`Filter.parse` given its fields: besides unknown
+field names, it refuses a ``kind`` operand that is no memory kind's lowercase name,
+since no stored memory can have it.
 
 :meth:`Filter.matches` evaluates a filter in Python over a metadata dict (raw or as
 stored). Its semantics are the reference every backend follows: a record missing the
@@ -28,11 +32,12 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from dbcore.DB_Memories import MemoryKind
 from dbcore.errors import ValidationError
 
 __all__ = [
@@ -47,13 +52,17 @@ __all__ = [
     "UUID_FIELDS",
     "DATETIME_FIELDS",
     "COMPARISON_OPS",
+    "KIND_NAMES",
     "normalize_value",
+    "short_repr",
 ]
 
 UUID_FIELDS = frozenset({"agent_id", "entity_id", "room_id", "world_id"})
 DATETIME_FIELDS = frozenset({"created_at"})
 #: The memory fields every store can filter on; stores add their declared metadata keys.
 MEMORY_FIELDS = frozenset(UUID_FIELDS | DATETIME_FIELDS | {"kind"})
+#: What ``kind`` holds in every store: the memory kinds' lowercase names (dbcore.memories.memory_metadata).
+KIND_NAMES = tuple(kind.name.lower() for kind in MemoryKind)
 
 COMPARISON_OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "nin")
 _ORDERING_OPS = frozenset({"gt", "gte", "lt", "lte"})
@@ -69,6 +78,12 @@ class UnsupportedFilter(ValidationError):
     """A backend cannot express this filter; nothing was queried, written or deleted."""
 
 
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: an error names a bad value without echoing all of it."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _epoch(value: datetime) -> float:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
@@ -82,6 +97,8 @@ def normalize_value(field: str, value: Any) -> Any:
     """
     if isinstance(value, uuid.UUID):
         return str(value)
+    if field == "kind" and isinstance(value, MemoryKind):
+        return value.name.lower()
     if isinstance(value, datetime):
         return _epoch(value)
     if field in UUID_FIELDS and isinstance(value, str):
@@ -122,6 +139,10 @@ class Filter:
         """Every field name this filter mentions."""
         raise NotImplementedError
 
+    def conditions(self) -> Iterator[Condition]:
+        """Every condition in this filter, depth first."""
+        raise NotImplementedError
+
     def to_dict(self) -> dict[str, Any]:
         """The Mongo-style dict form (values already normalised)."""
         raise NotImplementedError
@@ -137,12 +158,34 @@ class Filter:
             )
         return self
 
+    def validate_kinds(self) -> Filter:
+        """Raise ValidationError naming a ``kind`` operand that is no memory kind name; return self.
+
+        No stored memory has another kind, so such a value would silently match nothing
+        (or, under ``$ne``/``$nin``, everything): a typo or injected text, never a query.
+        """
+        for condition in self.conditions():
+            if condition.field != "kind":
+                continue
+            operands = condition.value if condition.op in _LIST_OPS else (condition.value,)
+            for operand in operands:
+                if not isinstance(operand, str) or operand not in KIND_NAMES:
+                    raise ValidationError(
+                        f"filter on 'kind': {short_repr(operand)} is not a memory kind; "
+                        f"use one of {', '.join(KIND_NAMES)}"
+                    )
+        return self
+
     @classmethod
     def parse(cls, spec: Mapping[str, Any] | Filter, fields: Iterable[str] | None = None) -> Filter:
-        """Build a filter from its dict form; check field names against ``fields`` when given."""
+        """Build a filter from its dict form.
+
+        With ``fields`` (a store's filterable fields) it is checked as a store checks it:
+        field names against ``fields``, ``kind`` operands against the memory kind names.
+        """
         result = spec if isinstance(spec, Filter) else _parse(spec)
         if fields is not None:
-            result.validate_fields(fields)
+            result.validate_fields(fields).validate_kinds()
         return result
 
 
@@ -190,6 +233,9 @@ class Condition(Filter):
     def fields(self) -> frozenset[str]:
         return frozenset({self.field})
 
+    def conditions(self) -> Iterator[Condition]:
+        yield self
+
     def to_dict(self) -> dict[str, Any]:
         value = list(self.value) if self.op in _LIST_OPS else self.value
         return {self.field: {f"${self.op}": value}}
@@ -220,6 +266,10 @@ class _Group(Filter):
 
     def fields(self) -> frozenset[str]:
         return frozenset().union(*(c.fields() for c in self.children))
+
+    def conditions(self) -> Iterator[Condition]:
+        for child in self.children:
+            yield from child.conditions()
 
     def to_dict(self) -> dict[str, Any]:
         return {f"${self.op}": [c.to_dict() for c in self.children]}

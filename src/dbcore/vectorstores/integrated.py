@@ -6,7 +6,8 @@ world_id, kind as its lowercase name, created_at, and the keys of
 ``memories.metadata``). Filters are translated to SQL over those columns, so they
 always see the current rows. Writing metadata goes through the Memory, not the
 store: :meth:`IntegratedVectorStore.upsert` takes ids and vectors only, for
-memories that exist. :meth:`delete` removes embeddings; the memories stay.
+memories that exist. :meth:`delete` removes embeddings; the memories stay. Both
+refuse an id that is not a UUID: no memory can have it.
 
 Two search paths, chosen per engine:
 
@@ -52,7 +53,7 @@ from dbcore.memories import MEMORY_METADATA_COLUMNS, memory_metadata, memory_rec
 from dbcore.types import has_pgvector, new_uuid, utcnow
 from dbcore.vector_changes import embedding_version
 from dbcore.vectorstores.base import Match, PreparedRecord, Record, StoreHealth, VectorStore, chunked
-from dbcore.vectorstores.filters import Filter
+from dbcore.vectorstores.filters import Filter, short_repr
 from dbcore.vectorstores.pgvector_wire import HNSW_INFO_KEY, QueryVector, prepare_pg_connection
 from dbcore.vectorstores.sql_filters import SqlFilterCompiler
 
@@ -70,7 +71,7 @@ _EF_SEARCH_DEFAULT = 200
 
 
 def _memory_ids(ids: Sequence[str]) -> list[uuid.UUID]:
-    """The ids that are UUIDs; others were never stored (not an error, as on every backend)."""
+    """The ids that are UUIDs; ``get`` skips others as never stored (``delete`` refused them already)."""
     found = []
     for raw in ids:
         try:
@@ -205,6 +206,15 @@ class IntegratedVectorStore(VectorStore):
 
     # --- writes ------------------------------------------------------------------------
 
+    def _check_id(self, record_id: str) -> None:
+        try:
+            uuid.UUID(record_id)
+        except ValueError:
+            raise ValidationError(
+                f"record id {short_repr(record_id)} is not a memory id (a UUID); "
+                "the integrated store holds memory embeddings"
+            ) from None
+
     def _check_batch(self, batch: Sequence[PreparedRecord]) -> None:
         for record in batch:
             if record.metadata:
@@ -212,12 +222,6 @@ class IntegratedVectorStore(VectorStore):
                     f"record {record.id!r}: the integrated store reads metadata from the memory row; "
                     "write metadata on the Memory and pass only ids and vectors"
                 )
-            try:
-                uuid.UUID(record.id)
-            except ValueError:
-                raise ValidationError(
-                    f"record id {record.id!r} is not a memory id; the integrated store holds memory embeddings"
-                ) from None
 
     def _upsert(self, batch: Sequence[PreparedRecord]) -> None:
         ids = [uuid.UUID(r.id) for r in batch]

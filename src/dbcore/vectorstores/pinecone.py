@@ -49,8 +49,7 @@ MAX_VECTORS_PER_UPSERT = 1000
 MAX_REQUEST_BYTES = 2_000_000
 MAX_IDS_PER_REQUEST = 1000
 MAX_METADATA_BYTES = 40 * 1024
-MAX_TOP_K = 10_000
-MAX_TOP_K_WITH_METADATA = 1000
+MAX_TOP_K_WITH_METADATA = 1000  # without metadata, Pinecone's 10,000 is the base's MAX_K
 # Keeps GET /vectors/fetch query strings well below common URL limits.
 _MAX_FETCH_QUERY_CHARS = 48_000
 _ENVELOPE_BYTES = 64
@@ -228,11 +227,10 @@ class PineconeVectorStore(VectorStore):
         min_score: float | None,
         include_metadata: bool,  # noqa: A002
     ) -> list[Match]:
-        limit = MAX_TOP_K_WITH_METADATA if include_metadata else MAX_TOP_K
-        if k > limit:
+        if include_metadata and k > MAX_TOP_K_WITH_METADATA:
             raise ValidationError(
-                f"k={k} is over Pinecone's top_k limit of {limit}"
-                + (" when metadata is included; pass include_metadata=False" if include_metadata else "")
+                f"k={k} is over Pinecone's top_k limit of {MAX_TOP_K_WITH_METADATA} when metadata is included; "
+                "pass include_metadata=False"
             )
         translated = to_pinecone_filter(filter) if filter is not None else None
         response = _call(
