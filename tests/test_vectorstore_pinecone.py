@@ -215,7 +215,7 @@ def test_live_pinecone() -> None:
     vectors = np.random.default_rng(0).normal(size=(20, dims)).astype(np.float32)
     ids = [str(uuid.UUID(int=i + 1)) for i in range(20)]
     try:
-        store.upsert([(ids[i], vectors[i], {"n": i, "kind": "fact" if i % 2 else "goal"}) for i in range(20)])
+        store.upsert([(ids[i], vectors[i], {"n": i, "kind": "document" if i % 2 else "message"}) for i in range(20)])
         deadline = time.monotonic() + 90
         while store.count() < 20 and time.monotonic() < deadline:  # Pinecone is eventually consistent
             time.sleep(2)
@@ -223,8 +223,8 @@ def test_live_pinecone() -> None:
         best = store.query(vectors[3], k=3)
         assert best[0].id == ids[3] and best[0].score == pytest.approx(1.0, abs=1e-3)
         assert all(
-            m.metadata and m.metadata["kind"] == "fact"
-            for m in store.query(vectors[0], k=5, filter=F("kind") == "fact")
+            m.metadata and m.metadata["kind"] == "document"
+            for m in store.query(vectors[0], k=5, filter=F("kind") == "document")
         )
         assert [r.id for r in store.get(ids[:2])] == ids[:2]
     finally:
