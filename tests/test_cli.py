@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
+from alembic import command as alembic_command
 from alembic.config import Config
 from sqlalchemy.engine import URL
 
@@ -233,7 +233,11 @@ def test_batch_size_must_be_a_positive_whole_number(
 
 @pytest.mark.parametrize(
     ("argv", "revision"),
-    [(["migrate", "nosuchrev"], "nosuchrev"), (["migrate", INJECTION], INJECTION), (["migrate", "--sql", "zzz"], "zzz")],
+    [
+        (["migrate", "nosuchrev"], "nosuchrev"),
+        (["migrate", INJECTION], INJECTION),
+        (["migrate", "--sql", "zzz"], "zzz"),
+    ],
     ids=["unknown", "injection", "sql-unknown"],
 )
 def test_migrate_to_an_unknown_revision_is_one_line(
@@ -279,7 +283,7 @@ def test_a_database_a_downstream_project_migrated_is_one_line(
 ) -> None:
     config = Config(str(DOWNSTREAM_INI))
     config.attributes["dbcore_settings"] = settings
-    command.upgrade(config, "heads")
+    alembic_command.upgrade(config, "heads")
     for argv in (["doctor"], ["init"], ["migrate"], ["migrate", "--down", "0001"], ["migrate", "base"]):
         code, out, err = in_process(argv, monkeypatch, capsys, DATABASE_URL=url_of(settings))
         line = one_error_line(code, out, err, expected_code=2)
