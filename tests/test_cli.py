@@ -12,13 +12,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from alembic import command as alembic_command
+from alembic.config import Config
 from sqlalchemy.engine import URL
 
+import dbcore
 from dbcore import cli
 
 DBCORE = Path(sys.executable).parent / "dbcore"
 SECRET = "pw1234secret"
 UNREACHABLE = f"postgresql://u:{SECRET}@127.0.0.1:1/x"
+DOWNSTREAM_INI = Path(__file__).parent / "downstream_example" / "alembic.ini"
+INJECTION = "x'; DROP TABLE memories; --"
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -73,6 +79,38 @@ def in_process(
             code = int(exc.code or 0)
         out, err = capsys.readouterr()
     return code, out, err
+
+
+def error_lines(stderr: str) -> list[str]:
+    """stderr without argparse's usage block: the lines that explain a failure."""
+    lines, in_usage = [], False
+    for line in stderr.splitlines():
+        in_usage = line.startswith("usage:") or (in_usage and line.startswith(" "))
+        if not in_usage and line.strip():
+            lines.append(line)
+    return lines
+
+
+def one_error_line(code: int, out: str, err: str, expected_code: int) -> str:
+    """The failure's one stderr line, after checking the exit code and that no traceback or SQL leaked."""
+    assert code == expected_code, f"exit {code}\nstdout:\n{out}\nstderr:\n{err}"
+    lines = error_lines(err)
+    assert len(lines) == 1, lines
+    for fragment in ("Traceback", "[SQL:", "[parameters:", "SELECT ", "INSERT INTO"):
+        assert fragment not in out + err
+    return lines[0]
+
+
+def url_of(settings: dbcore.Settings) -> str:
+    return settings.url.render_as_string(hide_password=False)
+
+
+def table_names(settings: dbcore.Settings) -> set[str]:
+    engine = dbcore.create_engine(settings, poolclass=sa.pool.NullPool)
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.sqlite
@@ -178,3 +216,95 @@ def test_init_twice_on_a_server(
     assert code == 0, err
     assert "already current" in out and "0 inserted" in out
     assert not (tmp_path / "dbcore.sqlite3").exists()
+
+
+@pytest.mark.parametrize("action", ["sync", "reindex"])
+@pytest.mark.parametrize("size", ["0", "-5"])
+def test_batch_size_must_be_a_positive_whole_number(
+    action: str, size: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    chroma = {"DBCORE_VECTOR_BACKEND": "chroma", "DBCORE_CHROMA_PATH": str(tmp_path / "chroma")}
+    result = in_process(["vectors", action, "--batch-size", size], monkeypatch, capsys, **chroma)
+    line = one_error_line(*result, expected_code=2)
+    assert "--batch-size" in line and repr(size) in line and "positive" in line
+    assert not (tmp_path / "dbcore.sqlite3").exists()  # refused before any database work
+
+
+@pytest.mark.parametrize(
+    ("argv", "revision"),
+    [
+        (["migrate", "nosuchrev"], "nosuchrev"),
+        (["migrate", INJECTION], INJECTION),
+        (["migrate", "--sql", "zzz"], "zzz"),
+    ],
+    ids=["unknown", "injection", "sql-unknown"],
+)
+def test_migrate_to_an_unknown_revision_is_one_line(
+    argv: list[str],
+    revision: str,
+    settings: dbcore.Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = in_process(argv, monkeypatch, capsys, DATABASE_URL=url_of(settings))
+    line = one_error_line(code, out, err, expected_code=2)
+    assert line.startswith("dbcore migrate: ")
+    assert repr(revision) in line and "0002 (head)" in line and "base" in line
+    assert table_names(settings) <= {"alembic_version"}  # nothing migrated
+    assert dbcore.migrate.current_revision(settings) is None
+
+
+def test_migrate_down_needs_a_revision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    line = one_error_line(*in_process(["migrate", "--down"], monkeypatch, capsys), expected_code=2)
+    assert "--down" in line and "base" in line and "-1" in line
+    assert not (tmp_path / "dbcore.sqlite3").exists()
+
+
+@pytest.mark.parametrize("argv", [["seed"], ["vectors", "sync"], ["vectors", "verify"], ["vectors", "reindex"]])
+def test_a_database_never_migrated_is_one_line(
+    argv: list[str],
+    settings: dbcore.Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env = {"DATABASE_URL": url_of(settings), "DBCORE_VECTOR_BACKEND": "chroma", "DBCORE_CHROMA_PATH": str(tmp_path)}
+    line = one_error_line(*in_process(argv, monkeypatch, capsys, **env), expected_code=1)
+    assert "no dbcore schema" in line and "dbcore init" in line and "dbcore migrate" in line
+    assert table_names(settings) == set()
+
+
+def test_a_database_a_downstream_project_migrated_is_one_line(
+    settings: dbcore.Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = Config(str(DOWNSTREAM_INI))
+    config.attributes["dbcore_settings"] = settings
+    alembic_command.upgrade(config, "heads")
+    for argv in (["doctor"], ["init"], ["migrate"], ["migrate", "--down", "0001"], ["migrate", "base"]):
+        code, out, err = in_process(argv, monkeypatch, capsys, DATABASE_URL=url_of(settings))
+        line = one_error_line(code, out, err, expected_code=2)
+        assert line.startswith(f"dbcore {argv[0]}: "), line
+        assert "'ds0001'" in line and "version_locations" in line and "docs/migrations.md" in line
+    assert "notes" in table_names(settings)  # untouched
+    code, out, err = in_process(["seed"], monkeypatch, capsys, DATABASE_URL=url_of(settings))
+    assert code == 0, err
+
+
+@pytest.mark.sqlite
+def test_bad_input_through_the_console_script_prints_no_traceback(tmp_path: Path) -> None:
+    chroma = base_env(DBCORE_VECTOR_BACKEND="chroma", DBCORE_CHROMA_PATH=str(tmp_path / "chroma"))
+    results = run_all(
+        [
+            (["migrate", "nosuchrev"], tmp_path, base_env()),
+            (["vectors", "reindex", "--batch-size", "0"], tmp_path, chroma),
+            (["seed"], tmp_path, chroma),
+        ]
+    )
+    for result, expected_code in zip(results, (2, 2, 1), strict=True):
+        assert result.returncode == expected_code, explain(result)
+        assert "Traceback" not in result.stderr, explain(result)
+        assert len(error_lines(result.stderr)) == 1, explain(result)

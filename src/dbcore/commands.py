@@ -18,19 +18,33 @@ from dbcore.DB_Memories import EMBEDDING_DIMS, VectorSpace
 from dbcore.engine import get_engine
 from dbcore.errors import DimensionMismatchError
 from dbcore.health import connection_info, is_connected
+from dbcore.migrate import MigrationError
 from dbcore.security import create_system_key, hash_api_key
 from dbcore.seeding import seed
 from dbcore.session import system_session
 from dbcore.types import has_pgvector
 from dbcore.vectorstores import get_vector_store
 
-__all__ = ["COMMANDS", "Unreachable", "EXIT_OK", "EXIT_FAILED", "EXIT_CONFIG", "EXIT_UNREACHABLE"]
+__all__ = [
+    "COMMANDS",
+    "Unreachable",
+    "SchemaMissing",
+    "MigrationError",
+    "EXIT_OK",
+    "EXIT_FAILED",
+    "EXIT_CONFIG",
+    "EXIT_UNREACHABLE",
+]
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 
 class Unreachable(Exception):
     pass
+
+
+class SchemaMissing(Exception):
+    """The database lacks dbcore's tables, so a command that reads them would fail on the first query."""
 
 
 def _say(text: str = "") -> None:
@@ -42,6 +56,21 @@ def _reachable(settings: Settings) -> None:
     if not is_connected(settings):
         raise Unreachable(
             f"cannot reach the database at {settings.masked_url}; check that the server runs and DATABASE_URL is right"
+        )
+
+
+def _require_schema(settings: Settings) -> None:
+
+    missing = migrate.missing_tables(settings)
+    if len(missing) == len(Base.metadata.tables):
+        raise SchemaMissing(
+            f"the database at {settings.masked_url} has no dbcore schema (it was never migrated); "
+            "run `dbcore init` (or `dbcore migrate`) first"
+        )
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise SchemaMissing(
+            f"the database at {settings.masked_url} lacks dbcore's tables {shown}; run `dbcore migrate`"
         )
 
 
@@ -111,13 +140,14 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
         migrate.downgrade(settings, args.revision)
     else:
         migrate.upgrade(settings, args.revision)
-    _say(f"dbcore migrate: {settings.masked_url} is at revision {migrate.current_revision(settings)}")
+    _say(f"dbcore migrate: {settings.masked_url} is at revision {migrate.current_revision(settings) or 'base (empty)'}")
     return EXIT_OK
 
 
 def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
 
     _reachable(settings)
+    _require_schema(settings)
     with system_session(settings) as session:
         report = seed(session)
     _say(f"dbcore seed: {report.inserted} inserted, {report.updated} updated, {report.unchanged} unchanged")
@@ -188,6 +218,7 @@ def cmd_vectors(settings: Settings, args: argparse.Namespace) -> int:
             "there is nothing to sync, verify or rebuild"
         )
         return EXIT_OK
+    _require_schema(settings)
     store = get_vector_store(settings)
     try:
         if args.action == "sync":

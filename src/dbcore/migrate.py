@@ -7,6 +7,8 @@ migrate a database (``dbcore migrate``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +18,27 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import ResolutionError, RevisionError
+from alembic.util import CommandError
 
 import dbcore.models  # noqa: F401  (registers every table on Base.metadata)
 from dbcore.base import Base
 from dbcore.config import Settings
 from dbcore.engine import create_engine
+from dbcore.errors import DbcoreError
 from dbcore.types import GUID, SqlEnum, UTCDateTime, Vector
 
 __all__ = [
+    "MigrationError",
     "migrations_dir",
     "alembic_config",
     "upgrade",
     "downgrade",
     "current_revision",
     "head_revision",
+    "known_revisions",
+    "foreign_revisions",
+    "missing_tables",
     "pending_revisions",
     "schema_drift",
     "include_object",
@@ -43,6 +52,10 @@ __all__ = [
 #: The pgvector HNSW index on memory_embeddings: made by the migrations where pgvector exists.
 HNSW_INDEX_NAME = "ix_memory_embeddings_embedding_hnsw"
 HNSW_INDEX = HNSW_INDEX_NAME
+
+
+class MigrationError(DbcoreError):
+    """dbcore's migrations cannot resolve a revision: the one asked for, or one the database records."""
 
 
 def hnsw_index_sql(dims: int) -> str:
@@ -72,33 +85,116 @@ def alembic_config(settings: Settings | None = None, *, connection: sa.Connectio
 
 
 def upgrade(settings: Settings | None = None, revision: str = "head", *, sql: bool = False) -> None:
-    command.upgrade(alembic_config(settings), revision, sql=sql)
+    settings = settings or Settings.from_env()
+    if not sql:
+        _refuse_foreign_history(settings)
+    with _revision_errors(revision):
+        command.upgrade(alembic_config(settings), revision, sql=sql)
 
 
 def downgrade(settings: Settings | None = None, revision: str = "base") -> None:
-    command.downgrade(alembic_config(settings), revision)
+    settings = settings or Settings.from_env()
+    _refuse_foreign_history(settings)
+    with _revision_errors(revision):
+        command.downgrade(alembic_config(settings), revision)
+
+
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config(Settings(database_url="sqlite:///:memory:")))
 
 
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config(Settings(database_url="sqlite:///:memory:"))).get_current_head()
+    return _script().get_current_head()
+
+
+def known_revisions() -> list[str]:
+    """dbcore's revision ids, oldest first."""
+    return [script.revision for script in reversed(list(_script().walk_revisions()))]
+
+
+def _database_heads(settings: Settings) -> tuple[str, ...]:
+    engine = create_engine(settings, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_heads()
+    finally:
+        engine.dispose()
+
+
+def foreign_revisions(settings: Settings | None = None) -> list[str]:
+    """Revisions the database records that dbcore's migrations do not hold, e.g. a downstream project's."""
+    return _not_dbcore_s(_database_heads(settings or Settings.from_env()))
+
+
+def _not_dbcore_s(revisions: tuple[str, ...]) -> list[str]:
+    known = set(known_revisions())
+    return [revision for revision in revisions if revision not in known]
+
+
+def _refuse_foreign_history(settings: Settings) -> tuple[str, ...]:
+    """The database's heads; a MigrationError when some are not dbcore's, before alembic acts on a history it half knows."""
+    heads = _database_heads(settings)
+    foreign = _not_dbcore_s(heads)
+    if foreign:
+        raise MigrationError(_foreign_message(settings, foreign))
+    return heads
 
 
 def current_revision(settings: Settings | None = None) -> str | None:
-    engine = create_engine(settings or Settings.from_env(), poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
-    finally:
-        engine.dispose()
+    heads = _refuse_foreign_history(settings or Settings.from_env())
+    # dbcore's history is one line, so its revisions leave at most one head.
+    return heads[0] if heads else None
 
 
 def pending_revisions(settings: Settings | None = None) -> list[str]:
     """Revisions between the database's current one and head, oldest first."""
     settings = settings or Settings.from_env()
-    script = ScriptDirectory.from_config(alembic_config(settings))
     current = current_revision(settings)
-    revisions = [rev.revision for rev in script.iterate_revisions("head", current)]
+    revisions = [rev.revision for rev in _script().iterate_revisions("head", current)]
     return list(reversed(revisions))
+
+
+def missing_tables(settings: Settings | None = None) -> list[str]:
+    """dbcore's tables that the database lacks: all of them when it was never migrated."""
+    engine = create_engine(settings or Settings.from_env(), poolclass=sa.pool.NullPool)
+    try:
+        present = set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    return sorted(set(Base.metadata.tables) - present)
+
+
+@contextmanager
+def _revision_errors(target: str) -> Iterator[None]:
+    """Turn alembic's errors into a MigrationError that names the revision in trouble and dbcore's revisions."""
+    try:
+        yield
+    except (CommandError, RevisionError) as exc:
+        raise MigrationError(_target_message(target, exc)) from exc
+
+
+def _foreign_message(settings: Settings, foreign: list[str]) -> str:
+    names = ", ".join(repr(revision) for revision in foreign)
+    return (
+        f"the database at {settings.masked_url} records revision {names}, which dbcore's migrations do not hold "
+        "(another project migrated it with dbcore's revisions and its own); run that project's alembic, whose "
+        "version_locations list dbcore's versions and its own, e.g. `alembic upgrade heads` (docs/migrations.md)"
+    )
+
+
+def _target_message(target: str, exc: Exception) -> str:
+    revisions = known_revisions()
+    known = f"base, {', '.join(revisions)} (head)" if revisions else "base"
+    cause = exc if isinstance(exc, RevisionError) else exc.__cause__
+    if isinstance(cause, ResolutionError):
+        return (
+            f"no revision {cause.argument!r} in dbcore's migrations; give one of {known}, "
+            "a step such as -1, or nothing for head"
+        )
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(cause, RevisionError):
+        return f"cannot migrate to {target!r}: {reason}; dbcore's revisions are {known}"
+    return f"cannot migrate to {target!r}: {reason}"
 
 
 def schema_drift(settings: Settings | None = None) -> list[Any]:
