@@ -396,3 +396,13 @@ def test_outbox_markers_commit_and_roll_back_with_the_rows(settings: dbcore.Sett
         assert sorted(_markers(engine)) == sorted(map(str, ids + ids[:2]))
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("size", [0, -5, True, 2.5, "10"])
+def test_batch_size_below_one_is_refused_before_any_work(
+    store: VectorStore, db: tuple[Engine, dict[str, Any]], size: Any
+) -> None:
+    engine, _ = db
+    for run in (vectorsync.sync, vectorsync.reindex):
+        with pytest.raises(ValidationError, match="batch_size"):
+            run(store, engine=engine, batch_size=size)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         DuplicateKeyError,
         ForeignKeyViolation,
         IntegrityViolation,
+        MigrationError,
         NotNullViolation,
         PermissionDenied,
         QueryTimeout,
@@ -92,6 +93,7 @@ _HOMES = {
     "DuplicateKeyError": "dbcore.errors",
     "ForeignKeyViolation": "dbcore.errors",
     "IntegrityViolation": "dbcore.errors",
+    "MigrationError": "dbcore.errors",
     "NotNullViolation": "dbcore.errors",
     "PermissionDenied": "dbcore.errors",
     "QueryTimeout": "dbcore.errors",
@@ -218,6 +220,7 @@ __all__ = [
     "CheckViolation",
     "DataError",
     "TransactionOutcomeUnknown",
+    "MigrationError",
 ]
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "CheckViolation",
     "DataError",
     "TransactionOutcomeUnknown",
+    "MigrationError",
     "StatementTarget",
     "classify_dbapi_error",
     "describe_dbapi_error",
@@ -64,6 +65,10 @@ class TransactionOutcomeUnknown(DbcoreError):
     The server may or may not have committed, so the unit of work is not
     retried automatically: repeating it could apply it twice.
     """
+
+
+class MigrationError(DbcoreError):
+    """dbcore's migrations cannot resolve a revision: the one asked for, or one the database records."""
 
 
 class DatabaseError(DbcoreError):

@@ -25,7 +25,7 @@ import dbcore.models  # noqa: F401  (registers every table on Base.metadata)
 from dbcore.base import Base
 from dbcore.config import Settings
 from dbcore.engine import create_engine
-from dbcore.errors import DbcoreError
+from dbcore.errors import MigrationError
 from dbcore.types import GUID, SqlEnum, UTCDateTime, Vector
 
 __all__ = [
@@ -52,10 +52,6 @@ __all__ = [
 #: The pgvector HNSW index on memory_embeddings: made by the migrations where pgvector exists.
 HNSW_INDEX_NAME = "ix_memory_embeddings_embedding_hnsw"
 HNSW_INDEX = HNSW_INDEX_NAME
-
-
-class MigrationError(DbcoreError):
-    """dbcore's migrations cannot resolve a revision: the one asked for, or one the database records."""
 
 
 def hnsw_index_sql(dims: int) -> str:

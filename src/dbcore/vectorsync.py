@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 from dbcore.config import Settings
 from dbcore.DB_Memories import Memory, MemoryEmbedding, VectorOutbox
 from dbcore.engine import get_engine
+from dbcore.errors import ValidationError
 from dbcore.memories import memory_records
 from dbcore.vectorstores.base import VectorStore, chunked
 
@@ -111,6 +112,11 @@ def _pending_count(conn: Connection) -> int:
     return int(conn.execute(sa.select(sa.func.count()).select_from(_OUTBOX)).scalar_one())
 
 
+def _check_batch_size(batch_size: object) -> None:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValidationError(f"batch_size={batch_size!r} must be a whole number of at least 1")
+
+
 def sync(
     store: VectorStore,
     *,
@@ -119,6 +125,7 @@ def sync(
     batch_size: int = 500,
 ) -> SyncReport:
     """Bring ``store`` up to the rows named by outbox markers; clear the markers it finished."""
+    _check_batch_size(batch_size)
     engine = _engine_of(settings, engine)
     report = SyncReport()
     while True:
@@ -191,6 +198,7 @@ def reindex(
     progress: Progress | None = None,
 ) -> ReindexReport:
     """Write every memory embedding to ``store``, delete ids the rows lack, clear the markers seen at the start."""
+    _check_batch_size(batch_size)
     engine = _engine_of(settings, engine)
     report = ReindexReport()
     with engine.connect() as conn:
