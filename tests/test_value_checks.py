@@ -213,7 +213,7 @@ def test_json_that_can_be_stored_round_trips(ready: tuple[Engine, dict[str, Any]
     with Session(engine) as session, session.begin():
         session.add_all([CacheEntry(key="fine", value=value), CacheEntry(key="none", value=None)])
     with Session(engine) as session:
-        stored = dict(session.execute(sa.select(CacheEntry.key, CacheEntry.value)).tuples().all())
+        stored = dict(tuple(row) for row in session.execute(sa.select(CacheEntry.key, CacheEntry.value)))
         # None is stored as JSON null (cache_entries.value is NOT NULL), as sa.JSON stored it.
         sql_nulls = (
             sa.select(sa.func.count()).select_from(sa.table("cache_entries")).where(sa.column("value").is_(None))
