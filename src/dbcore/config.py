@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import os
-import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NoReturn, cast
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -53,66 +54,208 @@ _DRIVERS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
 _SCHEME_ALIASES = {"postgres": "postgresql"}
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
 
-_PASSWORD_IN_TEXT = re.compile(r"(//[^:/@\s]*:)[^@\s]*@")
 _VECTOR_BACKENDS = ("integrated", "chroma", "pinecone")
 
 
 def mask_url(url: str | URL) -> str:
-    """Render a URL with its password replaced by ``***``."""
-    if isinstance(url, URL):
-        return url.render_as_string(hide_password=True)
-    return _PASSWORD_IN_TEXT.sub(r"\1***@", url)
+    """Render a URL with its password replaced by ``***``.
 
-
-def _int_setting(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
+    Text that does not parse as a URL, or whose password held an unescaped ``@``
+    (so that part of it would be read as the host), is shown with its whole user
+    part hidden instead: everything between ``://`` and the last ``@``.
+    """
+    text = url if isinstance(url, str) else url.render_as_string(hide_password=False)
     try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ConfigurationError(
-            f"{name}={raw!r} is not an integer; set it to a whole number such as {default}"
-        ) from None
-    if value < minimum:
-        raise ConfigurationError(f"{name}={value} is below the minimum {minimum}")
-    return value
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return _hide_userinfo(text)
+    if _has_stray_at(text, parsed):
+        return _hide_userinfo(text)
+    return parsed.render_as_string(hide_password=True)
 
 
-def _float_setting(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not a number of seconds, e.g. {default}") from None
-    if not value > 0 or value == float("inf"):
-        raise ConfigurationError(f"{name}={raw!r} must be a positive, finite number of seconds")
-    return value
+def _has_stray_at(text: str, parsed: URL) -> bool:
+    """Whether an ``@`` follows the one that ends the password in ``text``.
+
+    The password then held an unescaped ``@`` (a URL's password ends at its first ``@``), and the
+    rest of it was read as the host, database or query.
+    """
+    if parsed.password is None:
+        return False
+    rest = text.partition("://")[2]
+    return rest.count("@", rest.find(":")) > 1 or "@" in (parsed.host or "")
 
 
-def _bool_setting(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None:
-        return default
+def _hide_userinfo(text: str) -> str:
+    # A password may hold any character, so where it ends cannot be known in text that did
+    # not parse: hide everything up to the last "@", at the cost of some host or query.
+    scheme, separator, rest = text.partition("://")
+    if not separator:
+        scheme, rest = "", text
+    _, at, after = rest.rpartition("@")
+    return f"{scheme}{separator}***@{after}" if at else text
+
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """What one setting accepts, checked alike for a field given to a constructor and for its variable.
+
+    Errors name the field (constructor) or the variable (``from_env``) and the
+    value, except a secret's, of which only the type is shown.
+    """
+
+    variable: str
+    problem: str  # follows "name=value" in the error
+    parse: Callable[[str], Any]  # the variable's text -> a value; ValueError when it cannot be one
+    accepts: Callable[[Any], bool]
+    secret: bool = False
+
+    def check(self, name: str, value: Any) -> None:
+        if not self.accepts(value):
+            self._refuse(name, value)
+
+    def read(self, env: Mapping[str, str]) -> Any:
+        """The variable's value, checked; ``_UNSET`` when unset or blank (the field's default applies)."""
+        raw = env.get(self.variable)
+        if raw is None or not raw.strip():
+            return _UNSET
+        try:
+            value = self.parse(raw)
+        except ValueError:
+            self._refuse(self.variable, raw)
+        if not self.accepts(value):
+            self._refuse(self.variable, raw)
+        return value
+
+    def _refuse(self, name: str, value: Any) -> NoReturn:
+        shown = f"<{type(value).__name__}, hidden>" if self.secret else repr(value)
+        raise ConfigurationError(f"{name}={shown} {self.problem}")
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _whole_rule(
+    variable: str, minimum: int, maximum: int | None = None, note: str = "", *, optional: bool = False
+) -> _Rule:
+    bound = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+    return _Rule(
+        variable,
+        f"must be a whole number {bound}{note}",
+        lambda raw: int(raw.strip()),
+        lambda value: (optional and value is None)
+        or (_whole(value) and value >= minimum and (maximum is None or value <= maximum)),
+    )
+
+
+def _seconds_rule(variable: str) -> _Rule:
+    return _Rule(
+        variable,
+        "must be a positive, finite number of seconds",
+        lambda raw: float(raw.strip()),
+        lambda value: (_whole(value) or isinstance(value, float)) and 0 < value and math.isfinite(value),
+    )
+
+
+def _parse_bool(raw: str) -> bool:
     word = raw.strip().lower()
     if word in _TRUE:
         return True
     if word in _FALSE:
         return False
-    raise ConfigurationError(f"{name}={raw!r} is not a boolean; use one of 1/0, true/false, yes/no, on/off")
+    raise ValueError(raw)
+
+
+def _text_rule(variable: str, *, strip: bool = True, secret: bool = False) -> _Rule:
+    return _Rule(
+        variable,
+        "must be a string",
+        (lambda raw: raw.strip()) if strip else (lambda raw: raw),
+        lambda value: isinstance(value, str),
+        secret=secret,
+    )
+
+
+_VECTOR_DIMS = _whole_rule("DBCORE_VECTOR_DIMS", 1, VECTOR_MAX_DIM)
+
+# Settings' fields, database_url and the nested settings aside (checked in __post_init__).
+_SETTINGS_RULES: dict[str, _Rule] = {
+    "pool_size": _whole_rule("DBCORE_POOL_SIZE", 1),
+    "max_overflow": _whole_rule("DBCORE_MAX_OVERFLOW", -1, note=" (-1: unbounded)"),
+    "pool_timeout": _seconds_rule("DBCORE_POOL_TIMEOUT"),
+    "pool_recycle": _whole_rule("DBCORE_POOL_RECYCLE", -1, note=" seconds (-1: never recycle)"),
+    "connect_timeout": _seconds_rule("DBCORE_CONNECT_TIMEOUT"),
+    "echo": _Rule(
+        "DBCORE_ECHO",
+        "must be a boolean (True/False; in the environment 1/0, true/false, yes/no, on/off)",
+        _parse_bool,
+        lambda value: isinstance(value, bool),
+    ),
+    "retry_attempts": _whole_rule(
+        "DBCORE_RETRY_ATTEMPTS",
+        1,
+        note=" (or unset/None: no cap, DBCORE_RETRY_MAX_SECONDS alone bounds retries)",
+        optional=True,
+    ),
+    "retry_max_seconds": _seconds_rule("DBCORE_RETRY_MAX_SECONDS"),
+    "sqlite_busy_timeout_ms": _whole_rule("DBCORE_SQLITE_BUSY_TIMEOUT_MS", 0),
+    "vector_dims": _VECTOR_DIMS,
+    "vector_backend": _Rule(
+        "DBCORE_VECTOR_BACKEND",
+        f"is unknown; use one of {', '.join(_VECTOR_BACKENDS)}",
+        lambda raw: raw.strip().lower(),
+        lambda value: isinstance(value, str) and value in _VECTOR_BACKENDS,
+    ),
+    "system_api_key": _Rule(
+        "DBCORE_SYSTEM_API_KEY",
+        "must be a non-empty string, or None",
+        lambda raw: raw,
+        lambda value: value is None or (isinstance(value, str) and value != ""),
+        secret=True,
+    ),
+}
+
+_CHROMA_RULES: dict[str, _Rule] = {
+    "host": _text_rule("DBCORE_CHROMA_HOST"),
+    "port": _whole_rule("DBCORE_CHROMA_PORT", 1, 65535, note=" (a port number)"),
+    "path": _text_rule("DBCORE_CHROMA_PATH"),
+    "collection": _text_rule("DBCORE_CHROMA_COLLECTION"),
+}
+
+_PINECONE_RULES: dict[str, _Rule] = {
+    "api_key": _text_rule("PINECONE_API_KEY", secret=True),
+    "host": _text_rule("DBCORE_PINECONE_HOST"),
+    "index": _text_rule("DBCORE_PINECONE_INDEX"),
+    "namespace": _text_rule("DBCORE_PINECONE_NAMESPACE", strip=False),
+}
+
+
+def _check_fields(settings: object, rules: Mapping[str, _Rule]) -> None:
+    for name, rule in rules.items():
+        rule.check(name, getattr(settings, name))
+
+
+def _read_fields(env: Mapping[str, str], rules: Mapping[str, _Rule]) -> dict[str, Any]:
+    """The fields whose variables are set, checked; the others keep their defaults."""
+    values = {name: rule.read(env) for name, rule in rules.items()}
+    return {name: value for name, value in values.items() if value is not _UNSET}
 
 
 def _choose_url(env: Mapping[str, str]) -> str:
     primary = env.get("DATABASE_URL")
     alias = env.get("POSTGRES_URL")
     if primary is not None and alias is not None and primary.strip() != alias.strip():
+        shown = mask_url(primary.strip()), mask_url(alias.strip())
+        where = " (only in what is hidden)" if shown[0] == shown[1] else ""
         raise ConfigurationError(
-            "DATABASE_URL and POSTGRES_URL are both set and differ; unset one of them "
-            f"(DATABASE_URL={mask_url(primary)}, POSTGRES_URL={mask_url(alias)})"
+            f"DATABASE_URL and POSTGRES_URL are both set and differ{where}; unset one of them "
+            f"(DATABASE_URL={shown[0]}, POSTGRES_URL={shown[1]})"
         )
     if primary is not None:
         return _require_nonblank("DATABASE_URL", primary)
@@ -132,7 +275,7 @@ def _require_nonblank(name: str, value: str) -> str:
     return value.strip()
 
 
-def parse_database_url(raw: str, *, source: str = "DATABASE_URL") -> URL:
+def parse_database_url(raw: str | URL, *, source: str = "DATABASE_URL") -> URL:
     """Parse and validate a database URL, filling in dbcore's default driver.
 
     Raises ConfigurationError naming what is wrong; the password is never shown.
@@ -145,6 +288,11 @@ def parse_database_url(raw: str, *, source: str = "DATABASE_URL") -> URL:
             f"{source}={shown!r} is not a database URL ({exc.__class__.__name__}); "
             "expected dialect[+driver]://user:password@host:port/database or sqlite:///path"
         ) from None
+    if _has_stray_at(raw if isinstance(raw, str) else raw.render_as_string(hide_password=False), url):
+        raise ConfigurationError(
+            f"{source}={shown!r} has an '@' after the one that ends the password, so part of the password would be "
+            "read as the host or database; percent-encode '@' in the password (write %40), and elsewhere in the URL"
+        )
     backend = _SCHEME_ALIASES.get(url.get_backend_name(), url.get_backend_name())
     if backend not in _DRIVERS:
         known = ", ".join(sorted(_DRIVERS))
@@ -199,20 +347,14 @@ def _require_driver(module: str, extra: str, driver: str, source: str) -> None:
 
 def check_vector_dims(dims: object, *, source: str = "vector_dims") -> int:
     """``dims`` if it is a usable embedding dimension (1 to VECTOR_MAX_DIM), else ConfigurationError."""
-    if not isinstance(dims, int) or isinstance(dims, bool) or not 1 <= dims <= VECTOR_MAX_DIM:
-        raise ConfigurationError(f"{source}={dims!r} must be a whole number from 1 to {VECTOR_MAX_DIM}")
-    return dims
+    _VECTOR_DIMS.check(source, dims)
+    return cast(int, dims)
 
 
 def vector_dims_from_env(environ: Mapping[str, str] | None = None) -> int:
     """``DBCORE_VECTOR_DIMS`` (default 384), validated: the dimension of dbcore's embedding column."""
-    env = os.environ if environ is None else environ
-    value = _int_setting(env, "DBCORE_VECTOR_DIMS", DEFAULT_VECTOR_DIMS, minimum=1)
-    return check_vector_dims(value, source="DBCORE_VECTOR_DIMS")
-
-
-def _text(env: Mapping[str, str], name: str, default: str = "") -> str:
-    return (env.get(name) or default).strip()
+    value = _VECTOR_DIMS.read(os.environ if environ is None else environ)
+    return DEFAULT_VECTOR_DIMS if value is _UNSET else int(value)
 
 
 @dataclass(frozen=True)
@@ -224,21 +366,13 @@ class ChromaSettings:
     path: str = "./.chroma"
     collection: str = "memories"
 
+    def __post_init__(self) -> None:
+        _check_fields(self, _CHROMA_RULES)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ChromaSettings:
         """``DBCORE_CHROMA_HOST``, ``_PORT``, ``_PATH`` and ``_COLLECTION``."""
-        env = os.environ if environ is None else environ
-        raw_port = _text(env, "DBCORE_CHROMA_PORT", "8000")
-        try:
-            port = int(raw_port)
-        except ValueError:
-            raise ConfigurationError(f"DBCORE_CHROMA_PORT={raw_port!r} is not a port number") from None
-        return cls(
-            host=_text(env, "DBCORE_CHROMA_HOST"),
-            port=port,
-            path=_text(env, "DBCORE_CHROMA_PATH", cls.path),
-            collection=_text(env, "DBCORE_CHROMA_COLLECTION", cls.collection),
-        )
+        return cls(**_read_fields(os.environ if environ is None else environ, _CHROMA_RULES))
 
 
 @dataclass(frozen=True)
@@ -250,16 +384,13 @@ class PineconeSettings:
     index: str = ""
     namespace: str = ""
 
+    def __post_init__(self) -> None:
+        _check_fields(self, _PINECONE_RULES)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PineconeSettings:
         """``PINECONE_API_KEY``, ``DBCORE_PINECONE_HOST``, ``_INDEX`` and ``_NAMESPACE``."""
-        env = os.environ if environ is None else environ
-        return cls(
-            api_key=_text(env, "PINECONE_API_KEY"),
-            host=_text(env, "DBCORE_PINECONE_HOST"),
-            index=_text(env, "DBCORE_PINECONE_INDEX"),
-            namespace=env.get("DBCORE_PINECONE_NAMESPACE") or "",
-        )
+        return cls(**_read_fields(os.environ if environ is None else environ, _PINECONE_RULES))
 
 
 @dataclass(frozen=True)
@@ -292,9 +423,10 @@ class LiveTestSettings:
 
 @dataclass(frozen=True)
 class Settings:
-    """dbcore's configuration. Build it with :meth:`from_env` or directly.
+    """dbcore's configuration. Build it with :meth:`from_env` or directly: both check every field alike.
 
     The password of ``database_url`` never appears in ``repr()`` or errors.
+    ``retry_attempts=None`` (the default) leaves retries bounded by ``retry_max_seconds`` alone.
     """
 
     database_url: str = field(repr=False)
@@ -304,7 +436,7 @@ class Settings:
     pool_recycle: int = 1800
     connect_timeout: float = 10.0
     echo: bool = False
-    retry_attempts: int = 5
+    retry_attempts: int | None = None
     retry_max_seconds: float = 30.0
     sqlite_busy_timeout_ms: int = 5000
     vector_dims: int = DEFAULT_VECTOR_DIMS
@@ -315,44 +447,27 @@ class Settings:
 
     def __post_init__(self) -> None:
         # Normalise and validate once, so an invalid Settings cannot exist.
-        object.__setattr__(
-            self, "database_url", parse_database_url(self.database_url).render_as_string(hide_password=False)
-        )
-        if self.pool_size < 1:
-            raise ConfigurationError(f"pool_size={self.pool_size} must be at least 1")
-        if self.max_overflow < -1:
-            raise ConfigurationError(f"max_overflow={self.max_overflow} must be -1 (unbounded) or >= 0")
-        if self.retry_attempts < 1:
-            raise ConfigurationError(f"retry_attempts={self.retry_attempts} must be at least 1")
-        check_vector_dims(self.vector_dims)
-        if self.vector_backend not in _VECTOR_BACKENDS:
-            raise ConfigurationError(
-                f"vector_backend={self.vector_backend!r} is unknown; use one of {', '.join(_VECTOR_BACKENDS)}"
-            )
+        if not isinstance(self.database_url, (str, URL)):
+            raise ConfigurationError(f"database_url must be a URL string, not {type(self.database_url).__name__}")
+        url = parse_database_url(self.database_url, source="database_url")
+        object.__setattr__(self, "database_url", url.render_as_string(hide_password=False))
+        _check_fields(self, _SETTINGS_RULES)
+        for name, kind in (("chroma", ChromaSettings), ("pinecone", PineconeSettings)):
+            if not isinstance(getattr(self, name), kind):
+                raise ConfigurationError(f"{name} must be a {kind.__name__}, not {type(getattr(self, name)).__name__}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read settings from ``environ`` (default: ``os.environ``)."""
+        """Read settings from ``environ`` (default: ``os.environ``); unset or blank variables keep the defaults."""
         env = os.environ if environ is None else environ
         url = _choose_url(env)
         source = "DATABASE_URL" if "DATABASE_URL" in env else ("POSTGRES_URL" if "POSTGRES_URL" in env else "default")
         parsed = parse_database_url(url, source=source)
         return cls(
             database_url=parsed.render_as_string(hide_password=False),
-            pool_size=_int_setting(env, "DBCORE_POOL_SIZE", 40, minimum=1),
-            max_overflow=_int_setting(env, "DBCORE_MAX_OVERFLOW", -1, minimum=-1),
-            pool_timeout=_float_setting(env, "DBCORE_POOL_TIMEOUT", 30.0),
-            pool_recycle=_int_setting(env, "DBCORE_POOL_RECYCLE", 1800, minimum=-1),
-            connect_timeout=_float_setting(env, "DBCORE_CONNECT_TIMEOUT", 10.0),
-            echo=_bool_setting(env, "DBCORE_ECHO", False),
-            retry_attempts=_int_setting(env, "DBCORE_RETRY_ATTEMPTS", 5, minimum=1),
-            retry_max_seconds=_float_setting(env, "DBCORE_RETRY_MAX_SECONDS", 30.0),
-            sqlite_busy_timeout_ms=_int_setting(env, "DBCORE_SQLITE_BUSY_TIMEOUT_MS", 5000, minimum=0),
-            vector_dims=vector_dims_from_env(env),
-            vector_backend=(env.get("DBCORE_VECTOR_BACKEND") or "integrated").strip().lower(),
-            system_api_key=env.get("DBCORE_SYSTEM_API_KEY") or None,
             chroma=ChromaSettings.from_env(env),
             pinecone=PineconeSettings.from_env(env),
+            **_read_fields(env, _SETTINGS_RULES),
         )
 
     def replace(self, **changes: object) -> Settings:

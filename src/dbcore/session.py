@@ -19,6 +19,7 @@ from tenacity import (
     wait_exponential,
     wait_random,
 )
+from tenacity.stop import stop_base
 
 from dbcore.config import Settings
 from dbcore.dialects import WRITE_LOCK_OPTION, read_only_options
@@ -167,8 +168,18 @@ def _log_retry(state: RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome else None
     wait = state.next_action.sleep if state.next_action else 0.0
     log.warning(
-        "transient %s (attempt %d); retrying the unit of work in %.2fs", type(exc).__name__, state.attempt_number, wait
+        "transient %s (attempt %d, %.1fs in); retrying the unit of work in %.2fs",
+        type(exc).__name__,
+        state.attempt_number,
+        state.seconds_since_start or 0.0,
+        wait,
     )
+
+
+# Backoff from 0.1 s, doubling up to 2 s between attempts, plus up to 0.25 s of jitter so the
+# clients of one server do not all return at once. Time, not a count, bounds the retries by
+# default: a server restart (5-10 s) is outlasted, while at most ~2 s is lost after it is back.
+_BACKOFF = wait_exponential(multiplier=0.1, max=2.0) + wait_random(0, 0.25)
 
 
 def run_in_transaction(
@@ -183,15 +194,23 @@ def run_in_transaction(
 
     A transient fault (connection refused/reset/timed out, server restart,
     deadlock, serialization failure) rolls the attempt back and runs ``work``
-    again in a new session, with exponential backoff and jitter, bounded by
-    ``attempts`` and ``max_seconds`` (defaults from settings). A connection lost
-    during COMMIT raises :class:`TransactionOutcomeUnknown` and is not retried.
+    again in a new session, with capped exponential backoff and jitter. A failed
+    attempt is not retried once ``max_seconds`` (default
+    ``settings.retry_max_seconds``, 30 s) have passed since the first began, nor
+    after ``attempts`` attempts when there is such a cap (default
+    ``settings.retry_attempts``: none). A connection lost during COMMIT raises
+    :class:`TransactionOutcomeUnknown` and is not retried.
     """
     settings = settings or Settings.from_env()
+    overrides = {"retry_attempts": attempts, "retry_max_seconds": max_seconds}
+    given = {name: value for name, value in overrides.items() if value is not None}
+    limits = settings.replace(**given) if given else settings  # replace() checks them like any setting
+    stop: stop_base = stop_after_delay(limits.retry_max_seconds)
+    if limits.retry_attempts is not None:
+        stop = stop | stop_after_attempt(limits.retry_attempts)
     retrying = Retrying(
-        stop=stop_after_attempt(attempts or settings.retry_attempts)
-        | stop_after_delay(max_seconds or settings.retry_max_seconds),
-        wait=wait_exponential(multiplier=0.1, max=5.0) + wait_random(0, 0.25),
+        stop=stop,
+        wait=_BACKOFF,
         retry=retry_if_exception(_is_transient),
         before_sleep=_log_retry,
         reraise=True,

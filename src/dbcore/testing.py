@@ -92,6 +92,11 @@ class EmbeddedPostgres:
         self._server.ensure_postgres_running()
 
     def cleanup(self) -> None:
+        """Stop the server if it runs and delete its data folder; safe after :meth:`stop` and when called again."""
+        if not (self._server.pgdata / "postmaster.pid").exists():
+            # Stopped already. pgserver would still signal the postmaster it remembers, which may
+            # have been reaped meanwhile (psutil.NoSuchProcess) or its pid reused: let it forget it.
+            self._server._postmaster_info = None
         self._server.cleanup()
 
 
