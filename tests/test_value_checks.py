@@ -451,7 +451,9 @@ def test_values_of_the_right_type_round_trip(checked: Engine) -> None:
     """The edges of each range, 0/1 as booleans, numpy scalars, and five astral characters in Unicode(5)."""
     rows = [
         Checked(flag=True, count=2**31 - 1, small=-(2**15), big=2**63 - 1, code="\U0001f600" * 5, attrs={"a": [1]}),
-        Checked(flag=np.bool_(False), count=np.int64(-(2**31)), small=np.int16(7), big=-(2**63), code="ünï", tags=["x"]),
+        Checked(
+            flag=np.bool_(False), count=np.int64(-(2**31)), small=np.int16(7), big=-(2**63), code="ünï", tags=["x"]
+        ),
         Checked(flag=1, count=MemoryKind.DOCUMENT, code="", note="ok", extra={"k": None}, anything=[1, "a"]),
         Checked(flag=0, extra=None, anything=None),
     ]
@@ -539,8 +541,13 @@ def test_add_memories_refuses_wrong_types_by_column(
     ready: tuple[Engine, dict[str, Any]], field: str, value: Any, column: str
 ) -> None:
     engine, parents = ready
-    memory = {"agent_id": parents["agent_id"], "entity_id": parents["entity_id"], "room_id": parents["room_ids"][0],
-              "kind": "message", field: value}
+    memory = {
+        "agent_id": parents["agent_id"],
+        "entity_id": parents["entity_id"],
+        "room_id": parents["room_ids"][0],
+        "kind": "message",
+        field: value,
+    }
     refused(engine, functools.partial(_add_in_transaction, engine, memory), column)
 
 

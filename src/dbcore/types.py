@@ -616,11 +616,9 @@ class Boolean(_ColumnAware, TypeDecorator[bool]):
     def check_value(self, value: Any) -> None:
         if value is True or value is False or value is None:
             return
-        if isinstance(value, np.bool_) or (type(value) is int and value in (0, 1)):
+        if (type(value) is int and (value == 0 or value == 1)) or isinstance(value, np.bool_):
             return
-        raise ValidationError(
-            f"{self.column_label} expects True or False, got {type(value).__name__} {_shown(value)}"
-        )
+        raise ValidationError(f"{self.column_label} expects True or False, got {type(value).__name__} {_shown(value)}")
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> bool | None:
         self.check_value(value)
@@ -647,12 +645,8 @@ class _RangedInteger(_ColumnAware):
     def check_value(self, value: Any) -> None:
         if value is None:
             return
-        if type(value) is not int and (
-            not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_))
-        ):
-            raise ValidationError(
-                f"{self.column_label} expects an int, got {type(value).__name__} {_shown(value)}"
-            )
+        if type(value) is not int and (not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_))):
+            raise ValidationError(f"{self.column_label} expects an int, got {type(value).__name__} {_shown(value)}")
         if not self.low <= value <= self.high:
             raise ValidationError(
                 f"{self.column_label} holds integers from {self.low} to {self.high}, got {_shown(value)}"
