@@ -21,7 +21,7 @@ from dbcore.DB_Agents import AgentRefMixin, OptionalAgentRefMixin
 from dbcore.DB_Entities import EntityRefMixin, OptionalWorldRefMixin, RoomRefMixin
 from dbcore.Mixins import BaseMixin, ExpirableMixin, ParentMixin, UpdateMixin
 from dbcore.refs import ref_mixins
-from dbcore.types import JSON, PK_TYPE, SqlEnum, Unicode, Vector
+from dbcore.types import JSON, PK_TYPE, BigInteger, SqlEnum, Unicode, Vector
 
 __all__ = [
     "EMBEDDING_DIMS",
@@ -138,7 +138,7 @@ class EmbeddingVersion(Base, BaseMixin):
     __tablename__ = "embedding_versions"
 
     name: Mapped[str] = mapped_column(Unicode(100), unique=True, comment="Name of the counted table.")
-    version: Mapped[int] = mapped_column(sa.BigInteger, default=0, comment="Bumped by every write to the table.")
+    version: Mapped[int] = mapped_column(BigInteger, default=0, comment="Bumped by every write to the table.")
 
 
 #: What an outbox row asks the external vector store to do for its memory.

@@ -25,7 +25,7 @@ from sqlalchemy.sql.base import _NONE_NAME
 from sqlalchemy.sql.schema import Constraint, Index
 
 from dbcore.errors import ValidationError
-from dbcore.types import JSON, PK_TYPE, String, UTCDateTime
+from dbcore.types import JSON, PK_TYPE, Boolean, Integer, String, UTCDateTime
 
 __all__ = [
     "Base",
@@ -107,15 +107,18 @@ NAMING_CONVENTION: Mapping[str, Any] = {
 }
 
 #: Python annotation -> column type, so ``Mapped[uuid.UUID]`` means PK_TYPE everywhere.
-#: ``str`` and JSON get dbcore's checked types (no NUL bytes; strict JSON), with sa.String / sa.JSON's DDL.
+#: ``str``, ``bool``, ``int`` and JSON get dbcore's checked types, with the DDL of sa.String,
+#: sa.Boolean, sa.Integer and sa.JSON; ``Mapped[dict...]`` takes only dicts, ``Mapped[list...]`` only lists.
 TYPE_ANNOTATION_MAP: Mapping[Any, Any] = {
     uuid.UUID: PK_TYPE,
     datetime.datetime: UTCDateTime,
     str: String,
-    dict: JSON,
-    list: JSON,
-    dict[str, Any]: JSON,
-    list[Any]: JSON,
+    bool: Boolean,
+    int: Integer,
+    dict: JSON(shape=dict),
+    list: JSON(shape=list),
+    dict[str, Any]: JSON(shape=dict),
+    list[Any]: JSON(shape=list),
 }
 
 

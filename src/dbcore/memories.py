@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timezone
 from typing import Any
 
@@ -88,6 +88,12 @@ def as_memory_kind(value: Any) -> MemoryKind:
     raise ValidationError(f"kind={value!r} is not a memory kind; use one of {names}")
 
 
+def _given_or(item: Mapping[str, Any], key: str, default: Any) -> Any:
+    """``item[key]``, or ``default`` when it is missing or None (never when it is merely falsy)."""
+    value = item.get(key)
+    return default if value is None else value
+
+
 def add_memories(
     session: Session,
     memories: Sequence[Mapping[str, Any]],
@@ -118,9 +124,10 @@ def add_memories(
         row.update(
             id=item.get("id") or new_uuid(),
             kind=as_memory_kind(item["kind"]),
-            content=item.get("content") or {},
-            metadata=item.get("metadata") or {},
-            is_unique=bool(item.get("is_unique", False)),
+            # Passed through as given: memories' column types refuse a wrong type, naming the column.
+            content=_given_or(item, "content", {}),
+            metadata=_given_or(item, "metadata", {}),
+            is_unique=_given_or(item, "is_unique", False),
             created_at=item.get("created_at") or now,
             updated_at=now,
         )
@@ -176,7 +183,16 @@ def memory_records(conn: Connection, memory_ids: Sequence[uuid.UUID]) -> list[tu
 
 
 def delete_memories(session: Session, ids: Sequence[uuid.UUID]) -> int:
-    """Delete memories and their embeddings (outbox markers when an external store is configured)."""
+    """Delete memories and their embeddings (outbox markers when an external store is configured).
+
+    ``ids`` must be a list (or other collection) of UUIDs: a single id string
+    would otherwise be read as its characters, and None fails with a bare TypeError.
+    """
+    if ids is None or isinstance(ids, (str, bytes, uuid.UUID, Mapping)) or not isinstance(ids, Iterable):
+        raise ValidationError(
+            f"delete_memories: ids must be a list of UUIDs, got {type(ids).__name__}; "
+            "wrap a single id in a list: delete_memories(session, [memory_id])"
+        )
     memory_ids = list(dict.fromkeys(ids))
     deleted = 0
     with session.begin_nested():

@@ -26,7 +26,7 @@ from dbcore.base import Base
 from dbcore.config import Settings
 from dbcore.engine import create_engine
 from dbcore.errors import MigrationError
-from dbcore.types import GUID, SqlEnum, UTCDateTime, Vector
+from dbcore.types import GUID, PLAIN_DDL_TYPES, SqlEnum, UTCDateTime, Vector
 
 __all__ = [
     "MigrationError",
@@ -218,22 +218,32 @@ def include_object(obj: Any, name: str | None, type_: str, reflected: bool, comp
 
 
 def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
-    """Render dbcore's column types so generated revisions import cleanly."""
+    """Render dbcore's column types so generated revisions import cleanly.
+
+    Types with their own storage per dialect render as themselves; the checked
+    wrappers of a plain SQLAlchemy type (text, JSON, booleans, integers) render as
+    that type, ``sa.Unicode(length=200)``: a migration needs only the DDL, and their
+    constructors do not take the wrapped type's arguments (``none_as_null``).
+    """
 
     if type_ != "type":
         return False
-    autogen_context.imports.add("import dbcore.types")
+    if isinstance(obj, PLAIN_DDL_TYPES):
+        return f"sa.{obj.impl_instance!r}"
     if isinstance(obj, GUID):
-        return "dbcore.types.GUID()"
-    if isinstance(obj, UTCDateTime):
-        return "dbcore.types.UTCDateTime()"
-    if isinstance(obj, Vector):
-        return f"dbcore.types.Vector({obj.dim})"
-    if isinstance(obj, SqlEnum):
+        rendered = "dbcore.types.GUID()"
+    elif isinstance(obj, UTCDateTime):
+        rendered = "dbcore.types.UTCDateTime()"
+    elif isinstance(obj, Vector):
+        rendered = f"dbcore.types.Vector({obj.dim})"
+    elif isinstance(obj, SqlEnum):
         module = obj.enum_class.__module__
         autogen_context.imports.add(f"import {module}")
-        return f"dbcore.types.SqlEnum({module}.{obj.enum_class.__qualname__})"
-    return False
+        rendered = f"dbcore.types.SqlEnum({module}.{obj.enum_class.__qualname__})"
+    else:
+        return False
+    autogen_context.imports.add("import dbcore.types")
+    return rendered
 
 
 def prepare_connection(connection: sa.Connection) -> None:

@@ -44,6 +44,11 @@ __all__ = [
     "Text",
     "Unicode",
     "UnicodeText",
+    "Boolean",
+    "SmallInteger",
+    "Integer",
+    "BigInteger",
+    "PLAIN_DDL_TYPES",
     "value_check",
     "has_pgvector",
     "set_pgvector",
@@ -593,62 +598,203 @@ class UTCDateTime(_ColumnAware, TypeDecorator[dt.datetime]):
         return dt.datetime
 
 
+# --- booleans and integers ------------------------------------------------------
+
+
+class Boolean(_ColumnAware, TypeDecorator[bool]):
+    """``sa.Boolean`` (same DDL) taking only booleans; what ``Mapped[bool]`` means in dbcore's bases.
+
+    Accepts ``True``/``False`` (and ``numpy.bool_``) and the ints 0 and 1, which
+    ``sa.Boolean`` accepts too, so code written for SQLAlchemy keeps working.
+    Everything else is refused: ``"no"`` is truthy, ``2`` and ``0.5`` would be
+    stored as true or refused by a driver with SQL in its message.
+    """
+
+    impl = sa.Boolean
+    cache_ok = True
+
+    def check_value(self, value: Any) -> None:
+        if value is True or value is False or value is None:
+            return
+        if (type(value) is int and (value == 0 or value == 1)) or isinstance(value, np.bool_):
+            return
+        raise ValidationError(f"{self.column_label} expects True or False, got {type(value).__name__} {_shown(value)}")
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> bool | None:
+        self.check_value(value)
+        return None if value is None else bool(value)
+
+    @property
+    def python_type(self) -> type[bool]:
+        return bool
+
+
+class _RangedInteger(_ColumnAware):
+    """Refuses what is not an integer (bools, floats, text) or lies outside the column's SQL type.
+
+    SQLite stores any 64-bit integer in every integer column and raises a bare
+    OverflowError beyond; PostgreSQL and MariaDB refuse out-of-range values with
+    SQL in the message. The range is the declared type's, on every dialect, so
+    data stays portable. ``numpy`` integers and ``IntEnum`` members are bound as ints.
+    """
+
+    #: The declared SQL type's range.
+    low: int
+    high: int
+
+    def check_value(self, value: Any) -> None:
+        if value is None:
+            return
+        if type(value) is not int and (not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_))):
+            raise ValidationError(f"{self.column_label} expects an int, got {type(value).__name__} {_shown(value)}")
+        if not self.low <= value <= self.high:
+            raise ValidationError(
+                f"{self.column_label} holds integers from {self.low} to {self.high}, got {_shown(value)}"
+            )
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> int | None:
+        self.check_value(value)
+        return value if value is None or type(value) is int else int(value)
+
+    @property
+    def python_type(self) -> type[int]:
+        return int
+
+
+class SmallInteger(_RangedInteger, TypeDecorator[int]):
+    """``sa.SmallInteger`` (same DDL) taking ints from -2**15 to 2**15 - 1."""
+
+    impl = sa.SmallInteger
+    cache_ok = True
+    low, high = -(2**15), 2**15 - 1
+
+
+class Integer(_RangedInteger, TypeDecorator[int]):
+    """``sa.Integer`` (same DDL) taking ints from -2**31 to 2**31 - 1; what ``Mapped[int]`` means in dbcore's bases."""
+
+    impl = sa.Integer
+    cache_ok = True
+    low, high = -(2**31), 2**31 - 1
+
+
+class BigInteger(_RangedInteger, TypeDecorator[int]):
+    """``sa.BigInteger`` (same DDL) taking ints from -2**63 to 2**63 - 1."""
+
+    impl = sa.BigInteger
+    cache_ok = True
+    low, high = -(2**63), 2**63 - 1
+
+
 # --- text ---------------------------------------------------------------------
 
 
-class _NulFreeText(_ColumnAware):
-    """Refuses text holding a NUL byte, on every dialect alike.
+def _utf16_units(value: str) -> int:
+    """The length SQL Server's NVARCHAR(n) counts: characters beyond U+FFFF take two."""
+    return len(value) + sum(1 for char in value if ord(char) > 0xFFFF)
 
-    PostgreSQL cannot store ``\\x00`` in text (psycopg refuses it with no SQLSTATE),
-    while SQLite and MariaDB keep it; refusing it everywhere keeps data portable
-    and the error typed. The DDL is the wrapped SQLAlchemy type's, unchanged.
+
+class _CheckedText(_ColumnAware):
+    """Takes only ``str`` that every dialect stores as given, within the column's length.
+
+    Refused: other types (SQLite would store ``123`` or ``b"raw"`` as they are),
+    a NUL byte (PostgreSQL cannot store ``\\x00``, psycopg refuses it with no
+    SQLSTATE; SQLite and MariaDB keep it), lone surrogates such as ``"\\ud800"``
+    (not encodable as UTF-8, so drivers fail with a bare UnicodeEncodeError), and
+    text longer than ``length`` characters, counted as PostgreSQL and MariaDB
+    (utf8mb4) count VARCHAR(n), in code points, and as SQL Server counts
+    NVARCHAR(n), in UTF-16 units; SQLite would keep it and make the data
+    unportable. The DDL is the wrapped SQLAlchemy type's, unchanged.
     """
 
+    def __init__(self, length: int | None = None, collation: str | None = None) -> None:
+        super().__init__(length=length, collation=collation)  # type: ignore[call-arg]
+        # Kept on the decorator too: read on every check, and part of its cache key.
+        self.length = length
+        self.collation = collation
+
     def check_value(self, value: Any) -> None:
-        if isinstance(value, str) and "\x00" in value:
+        if value is None:
+            return
+        if not isinstance(value, str):
+            raise ValidationError(f"{self.column_label} expects text (str), got {type(value).__name__} {_shown(value)}")
+        if "\x00" in value:
             raise ValidationError(
                 f"{self.column_label} got text with a NUL byte (\\x00) at position {value.index(chr(0))}; "
                 "PostgreSQL cannot store it, so dbcore refuses it on every database: remove it or escape it"
             )
+        if not value.isascii():
+            self._check_encodable(value)
+        if self.length is not None and len(value) > self.length:
+            self._too_long(len(value), "characters")
+
+    def _check_encodable(self, value: str) -> None:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValidationError(
+                f"{self.column_label} got text that is not valid Unicode (a lone surrogate "
+                f"{value[exc.start]!r} at position {exc.start}); decode the source with errors='replace' or fix it"
+            ) from None
+
+    def _too_long(self, count: int, unit: str) -> None:
+        raise ValidationError(
+            f"{self.column_label} holds at most {self.length} characters, got {count} {unit}; "
+            "shorten the text or widen the column"
+        )
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         self.check_value(value)
+        length = self.length
+        if self._counts_utf16(dialect) and length is not None and 2 * len(value) > length:
+            units = _utf16_units(value)
+            if units > length:
+                self._too_long(units, "UTF-16 units (SQL Server's NVARCHAR count)")
         return value
+
+    def _counts_utf16(self, dialect: Dialect) -> bool:
+        return False
 
     @property
     def python_type(self) -> type[str]:
         return str
 
 
-class String(_NulFreeText, TypeDecorator[str]):
-    """``sa.String`` (same DDL) without NUL bytes; what ``Mapped[str]`` means in dbcore's bases."""
+class _NationalText(_CheckedText):
+    def _counts_utf16(self, dialect: Dialect) -> bool:
+        return dialect.name == "mssql"
+
+
+class String(_CheckedText, TypeDecorator[str]):
+    """``sa.String`` (same DDL), checked; what ``Mapped[str]`` means in dbcore's bases."""
 
     impl = sa.String
     cache_ok = True
 
 
-class Text(_NulFreeText, TypeDecorator[str]):
-    """``sa.Text`` (same DDL) without NUL bytes."""
+class Text(_CheckedText, TypeDecorator[str]):
+    """``sa.Text`` (same DDL), checked."""
 
     impl = sa.Text
     cache_ok = True
 
 
-class Unicode(_NulFreeText, TypeDecorator[str]):
-    """``sa.Unicode`` (same DDL: VARCHAR, NVARCHAR on SQL Server) without NUL bytes."""
+class Unicode(_NationalText, TypeDecorator[str]):
+    """``sa.Unicode`` (same DDL: VARCHAR, NVARCHAR on SQL Server), checked."""
 
     impl = sa.Unicode
     cache_ok = True
 
 
-class UnicodeText(_NulFreeText, TypeDecorator[str]):
-    """``sa.UnicodeText`` (same DDL: TEXT, NVARCHAR(max) on SQL Server) without NUL bytes."""
+class UnicodeText(_NationalText, TypeDecorator[str]):
+    """``sa.UnicodeText`` (same DDL: TEXT, NVARCHAR(max) on SQL Server), checked."""
 
     impl = sa.UnicodeText
     cache_ok = True
 
 
 # --- JSON ---------------------------------------------------------------------
+
+_SHAPE_NAMES: dict[type | None, str] = {dict: "a dict (JSON object)", list: "a list (JSON array)"}
 
 
 class JSON(_ColumnAware, TypeDecorator[Any]):
@@ -660,18 +806,44 @@ class JSON(_ColumnAware, TypeDecorator[Any]):
     NaN as text its own JSON functions then reject ("malformed JSON" on every
     metadata filter), PostgreSQL refuses it, and unencodable values surface as
     SQLAlchemy's StatementError or a bare TypeError depending on the driver.
-    ``None`` is stored as JSON ``null``, as with ``sa.JSON``.
+
+    ``shape=dict`` or ``shape=list`` (what ``Mapped[dict[...]]`` and
+    ``Mapped[list[...]]`` mean) takes only that container, and ``None`` is then
+    SQL NULL: a NOT NULL column refuses it, a nullable one stores NULL, which
+    ``.is_(None)`` finds. Without a shape any JSON value is taken and ``None``
+    is stored as JSON ``null``, as with ``sa.JSON``. ``sa.JSON.NULL`` stores JSON
+    ``null`` in either case.
     """
 
     impl = sa.JSON
     cache_ok = True
-    # Mirror sa.JSON: the ORM must send None (as JSON null) and not hash dict values.
+    # Mirror sa.JSON: the ORM must send None (as JSON null or SQL NULL) and not hash dict values.
     should_evaluate_none = True
     hashable = False
+
+    class Comparator(TypeDecorator.Comparator[Any], sa.JSON.Comparator[Any]):
+        """``column["key"]`` is an element of any JSON type, whatever the column's shape."""
+
+        def _setup_getitem(self, index: Any) -> Any:
+            operator, index, _ = super()._setup_getitem(index)
+            return operator, index, JSON()
+
+    comparator_factory = Comparator
+
+    def __init__(self, shape: type[dict[Any, Any]] | type[list[Any]] | None = None) -> None:
+        if shape not in _SHAPE_NAMES and shape is not None:
+            raise ValidationError(f"JSON shape must be dict, list or None, got {_shown(shape)}")
+        super().__init__(none_as_null=shape is not None)
+        self.shape = shape
 
     def check_value(self, value: Any) -> None:
         if value is None or value is sa.JSON.NULL:
             return
+        shape = self.shape
+        if shape is not None and type(value) is not shape and not isinstance(value, shape):
+            raise ValidationError(
+                f"{self.column_label} expects {_SHAPE_NAMES[shape]}, got {type(value).__name__} {_shown(value)}"
+            )
         try:
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError, RecursionError) as exc:
@@ -687,4 +859,8 @@ class JSON(_ColumnAware, TypeDecorator[Any]):
 
     @property
     def python_type(self) -> type[Any]:
-        return dict
+        return self.shape or object
+
+
+#: dbcore's checked wrappers whose DDL is exactly their wrapped SQLAlchemy type's (migrations render that type).
+PLAIN_DDL_TYPES = (String, Text, Unicode, UnicodeText, JSON, Boolean, SmallInteger, Integer, BigInteger)
