@@ -12,13 +12,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from alembic import command as alembic_command
 from alembic.config import Config
 from sqlalchemy.engine import URL
 
 import dbcore
 from dbcore import cli
+from tests.schema import table_names
 
 DBCORE = Path(sys.executable).parent / "dbcore"
 SECRET = "pw1234secret"
@@ -103,14 +103,6 @@ def one_error_line(code: int, out: str, err: str, expected_code: int) -> str:
 
 def url_of(settings: dbcore.Settings) -> str:
     return settings.url.render_as_string(hide_password=False)
-
-
-def table_names(settings: dbcore.Settings) -> set[str]:
-    engine = dbcore.create_engine(settings, poolclass=sa.pool.NullPool)
-    try:
-        return set(sa.inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
 
 
 @pytest.mark.sqlite

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 import dbcore
 from dbcore import migrate
 from tests.downstream_example.models import DownstreamBase, Note
+from tests.schema import table_names
 
 EXAMPLE = Path(__file__).parent / "downstream_example"
 INI = EXAMPLE / "alembic.ini"
@@ -32,14 +33,6 @@ def downstream_config(settings: dbcore.Settings) -> Config:
     config = Config(str(INI))
     config.attributes["dbcore_settings"] = settings
     return config
-
-
-def table_names(settings: dbcore.Settings) -> set[str]:
-    engine = dbcore.create_engine(settings, poolclass=sa.pool.NullPool)
-    try:
-        return set(sa.inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
 
 
 def drift(settings: dbcore.Settings) -> list[object]:

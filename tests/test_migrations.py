@@ -19,6 +19,7 @@ from alembic import command
 import dbcore
 import dbcore.models  # noqa: F401
 from dbcore import migrate
+from tests.schema import table_names
 
 REPO = Path(__file__).resolve().parent.parent
 DBCORE_TABLES = set(dbcore.Base.metadata.tables)
@@ -30,14 +31,6 @@ def load_module(path: Path, name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def table_names(settings: dbcore.Settings) -> set[str]:
-    engine = dbcore.create_engine(settings, poolclass=sa.pool.NullPool)
-    try:
-        return set(sa.inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
 
 
 def test_upgrade_downgrade_upgrade_without_drift(settings: dbcore.Settings) -> None:

@@ -593,3 +593,16 @@ def test_render_item_writes_plain_sqlalchemy_with_the_same_ddl(make: Callable[[]
     for dialect in (sqlite.dialect(), postgresql.dialect(), mysql.dialect(), mssql.dialect()):
         assert plain.compile(dialect=dialect) == type_.compile(dialect=dialect)
     assert context.imports == set()
+
+
+def test_boolean_columns_compare_with_true_and_false_constants(ready: tuple[Engine, dict[str, Any]]) -> None:
+    """``is_(True)`` / ``== False`` on a checked Boolean render the constant, as sa.Boolean does (PostgreSQL refuses IS $1)."""
+    engine, parents = ready
+    memory = {"agent_id": parents["agent_id"], "entity_id": parents["entity_id"], "room_id": parents["room_ids"][0]}
+    with Session(engine) as session:
+        add_memories(session, [{**memory, "kind": "message", "is_unique": True}, {**memory, "kind": "message"}])
+        session.commit()
+        count = sa.select(sa.func.count()).select_from(Memory)
+        assert session.scalar(count.where(Memory.is_unique.is_(True))) == 1
+        assert session.scalar(count.where(Memory.is_unique == False)) == 1  # noqa: E712 - the comparison under test
+        assert session.scalar(count.where(Memory.is_unique.is_not(True))) == 1

@@ -612,6 +612,9 @@ class Boolean(_ColumnAware, TypeDecorator[bool]):
 
     impl = sa.Boolean
     cache_ok = True
+    # As for sa.Boolean: ``column.is_(True)`` and ``== True`` compare with the constant
+    # (``IS true``), not a bound parameter, which PostgreSQL refuses after IS.
+    coerce_to_is_types = (type(None), bool)
 
     def check_value(self, value: Any) -> None:
         if value is True or value is False or value is None:

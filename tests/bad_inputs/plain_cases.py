@@ -119,7 +119,7 @@ URL_CASES: list[Case] = [
     url("sqlite-with-host", "sqlite://somehost/x.db", r"SQLite URL takes no host"),
     url("sqlite-missing-folder", "sqlite:////no/such/folder/x.db", r"does not exist"),
     url("password-with-space", f"postgresql://u:{SECRET} x@h:99999/db", r"port"),
-    url("password-with-at", f"postgresql://u:{SECRET}@x@h:99999/db", r"port"),
+    url("password-with-at", f"postgresql://u:{SECRET}@x@h:99999/db", r"percent-encode .@. in the password"),
     env_url("oracle-scheme", f"oracle://u:{SECRET}@h/db", r"DATABASE_URL.*oracle"),
     env_url("port-too-big", f"mariadb://u:{SECRET}@h:70000/db", r"DATABASE_URL.*port"),
     env_url("no-database", f"postgres://u:{SECRET}@h", r"DATABASE_URL.*no database"),
