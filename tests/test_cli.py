@@ -17,7 +17,7 @@ from alembic.config import Config
 from sqlalchemy.engine import URL
 
 import dbcore
-from dbcore import cli
+from dbcore import cli, commands
 from tests.schema import table_names
 
 DBCORE = Path(sys.executable).parent / "dbcore"
@@ -294,9 +294,12 @@ def test_bad_input_through_the_console_script_prints_no_traceback(tmp_path: Path
             (["migrate", "nosuchrev"], tmp_path, base_env()),
             (["vectors", "reindex", "--batch-size", "0"], tmp_path, chroma),
             (["seed"], tmp_path, chroma),
+            (["doctor"], tmp_path, base_env(DBCORE_VECTOR_DIMS="abc")),
+            (["init"], tmp_path, base_env(DBCORE_VECTOR_DIMS="20000")),
         ]
     )
-    for result, expected_code in zip(results, (2, 2, 1), strict=True):
+    assert cli._EXIT_CONFIG == commands.EXIT_CONFIG
+    for result, expected_code in zip(results, (2, 2, 1, 2, 2), strict=True):
         assert result.returncode == expected_code, explain(result)
         assert "Traceback" not in result.stderr, explain(result)
         assert len(error_lines(result.stderr)) == 1, explain(result)

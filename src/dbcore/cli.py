@@ -57,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: commands.EXIT_CONFIG, for the one error raised before commands is loaded.
+_EXIT_CONFIG = 2
+
+
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -71,7 +75,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     # Loaded after parsing: --help and usage errors need no database code (benchmarks/import_time.py).
-    from dbcore import commands
+    try:
+        from dbcore import commands
+    except ConfigurationError as exc:  # a setting read while the models load (DBCORE_VECTOR_DIMS)
+        print(f"dbcore {args.command}: configuration error: {exc}", file=sys.stderr)
+        return _EXIT_CONFIG
 
     try:
         if args.command == "check-models":
