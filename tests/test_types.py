@@ -491,3 +491,14 @@ def test_sql_enum_refuses_non_integer_enums() -> None:
 
     with pytest.raises(dbcore.ValidationError, match="IntEnum"):
         SqlEnum(Colour)
+
+
+def test_dimension_hint_names_dbcore_vector_dims_only_for_dbcore_embeddings() -> None:
+    """DBCORE_VECTOR_DIMS sets memory_embeddings.embedding only; a user's Vector(8) column gets no such advice."""
+    from dbcore.types import vector_values
+
+    with pytest.raises(dbcore.DimensionMismatchError) as user_column:
+        vector_values([1.0, 2.0], 8, where="notes.embedding")
+    assert "DBCORE_VECTOR_DIMS" not in str(user_column.value) and "notes.embedding" in str(user_column.value)
+    with pytest.raises(dbcore.DimensionMismatchError, match="DBCORE_VECTOR_DIMS"):
+        vector_values([1.0, 2.0], 8, where="memory_embeddings.embedding")

@@ -513,7 +513,7 @@ def vector_values(values: Any, dims: int, *, where: str, rows: int | None = None
         count = array.shape[1]
     if count != dims:
         raise DimensionMismatchError(
-            f"Vector({dims}) got {count} values for {where}; set DBCORE_VECTOR_DIMS or re-embed"
+            f"Vector({dims}) got {count} values for {where}; {_dims_hint(where)}"
         )
     with np.errstate(over="ignore", invalid="ignore"):
         converted = array.astype("<f4")
@@ -527,6 +527,16 @@ def vector_values(values: Any, dims: int, *, where: str, rows: int | None = None
         if not np.all(used):
             raise ValidationError(f"{where}{_row(used, rows)} is all zeros; cosine similarity is undefined for it")
     return converted
+
+
+#: The column whose dimension DBCORE_VECTOR_DIMS sets; other Vector columns have the dimension they declare.
+_EMBEDDINGS_COLUMN = "memory_embeddings.embedding"
+
+
+def _dims_hint(where: str) -> str:
+    if where == _EMBEDDINGS_COLUMN:
+        return "embed with a model of that dimension, or set DBCORE_VECTOR_DIMS, migrate and re-embed"
+    return "give it as many values as the column or store declares"
 
 
 def _row(ok: Any, rows: int | None) -> str:
