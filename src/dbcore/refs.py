@@ -8,6 +8,11 @@ that inherits one of them:
 - ``person``: a many-to-one relationship to ``Person``, with the backref
   ``Person.<plural of the referencing table>`` (``Person.notes``).
 
+The backref is a ``relationship(back_populates=...)`` added to ``Person`` as soon
+as the referencing class is mapped, not SQLAlchemy's ``backref()``, which makes
+the attribute only when the mappers are configured: ``selectinload(Person.notes)``
+in a module body, before any query ran, would raise AttributeError.
+
 With a role (``ref_mixins(Person, role="author")``) the column is
 ``author_id``, the relationship ``author`` and the backref
 ``Person.<plural table>_as_<role>`` (``Person.reviews_as_author``), so several
@@ -20,11 +25,10 @@ references from one table to the same table never clash.
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.orm import backref as make_backref
-from sqlalchemy.orm import declared_attr, mapped_column, relationship
+from sqlalchemy.orm import Mapper, declared_attr, mapped_column, relationship
 
 from dbcore.errors import ConfigurationError
 from dbcore.naming import pluralize, singularize
@@ -57,6 +61,43 @@ def _existing(model: type, name: str) -> bool:
     return any(name in klass.__dict__ for klass in model.__mro__)
 
 
+class _Reverse(NamedTuple):
+    """The one-to-many side of a reference, added to ``target`` once the referencing class is mapped."""
+
+    target: type
+    name: str  # Person.notes
+    column: str  # Note.person_id
+    attribute: str  # Note.person
+
+
+#: Referencing classes being mapped -> the reverse sides their mixins declared.
+_pending_reverses: dict[type, list[_Reverse]] = {}
+
+
+@sa.event.listens_for(Mapper, "after_mapper_constructed")
+def _add_pending_reverses(mapper: Mapper[Any], class_: type) -> None:
+    """Give ``Person`` its ``notes`` the moment ``Note`` is mapped, before any configuration.
+
+    Only classes that inherit a mixin of :func:`ref_mixins` are in the table; every
+    other mapper passes through untouched. The one listener outside
+    :mod:`dbcore.hooks`: it shapes the mapping itself, which must hold whether or
+    not hooks (a higher layer) is ever imported. The referencing class must be mapped
+    first: a target whose mappers are already configured initialises the new
+    relationship at once, and that resolves ``Note``.
+    """
+    for reverse in _pending_reverses.pop(class_, ()):
+        sa.inspect(reverse.target).add_property(reverse.name, _reverse_relationship(class_, reverse))
+
+
+def _reverse_relationship(referencing: type, reverse: _Reverse) -> Any:
+    # A function of its own so each lambda keeps its own ``reverse``, not the loop's last.
+    return relationship(
+        referencing,
+        foreign_keys=lambda: [getattr(referencing, reverse.column)],
+        back_populates=reverse.attribute,
+    )
+
+
 def _build(model: type, role: str | None, nullable: bool) -> type:
     table = _tablename(model)
     attribute = role or singularize(table)
@@ -74,11 +115,8 @@ def _build(model: type, role: str | None, nullable: bool) -> type:
                 f"but {model.__name__} already has an attribute of that name; "
                 "rename it or reference with a role (ref_mixins(..., role=...))"
             )
-        return relationship(
-            model,
-            foreign_keys=lambda: [getattr(cls, column)],
-            backref=make_backref(backref_name),
-        )
+        _pending_reverses.setdefault(cls, []).append(_Reverse(model, backref_name, column, attribute))
+        return relationship(model, foreign_keys=lambda: [getattr(cls, column)], back_populates=backref_name)
 
     prefix = "" if not nullable else "Optional"
     name = f"{prefix}{_camel(role) if role else ''}{model.__name__}RefMixin"
