@@ -53,9 +53,13 @@ connection set-up           engine ``connect``,         SQLite pragmas, REGEXP a
 typed errors                engine ``handle_error``     driver errors become dbcore's typed errors
 ==========================  ==========================  ===========================================
 
-One listener is attached elsewhere, where it is asked for: :func:`~dbcore.on_transition`
+Two listeners are attached elsewhere, where they are asked for: :func:`~dbcore.on_transition`
 makes the watched attribute load its old value before a change (an attribute ``set``
-event with ``active_history``), so ``from_`` can be matched.
+event with ``active_history``), so ``from_`` can be matched; and :mod:`dbcore.refs`
+adds the reverse side of a reference mixin (``Person.notes``) when the referencing
+class is mapped (``after_mapper_constructed``), since only the module that makes the
+mixins knows which reverse sides are owed, and they must exist whether or not this
+module was imported.
 """
 
 from __future__ import annotations
