@@ -129,7 +129,7 @@ def test_sqlite_default_lifecycle(
     assert "already current" in second.stdout
     assert "0 inserted" in second.stdout
     assert "dbk_" not in second.stdout  # the key is shown once only
-    assert "healthy" in doctor.stdout and "pending 0" in doctor.stdout
+    assert "healthy" in doctor.stdout and "none pending" in doctor.stdout
 
     monkeypatch.chdir(tmp_path)
     code, out, err = in_process(["migrate"], monkeypatch, capsys)
@@ -303,3 +303,83 @@ def test_bad_input_through_the_console_script_prints_no_traceback(tmp_path: Path
         assert result.returncode == expected_code, explain(result)
         assert "Traceback" not in result.stderr, explain(result)
         assert len(error_lines(result.stderr)) == 1, explain(result)
+
+
+SUBCOMMANDS = [
+    ["init"],
+    ["migrate"],
+    ["seed"],
+    ["doctor"],
+    ["check-models"],
+    ["vectors"],
+    ["vectors", "sync"],
+    ["vectors", "verify"],
+    ["vectors", "reindex"],
+]
+
+
+@pytest.mark.parametrize("argv", SUBCOMMANDS, ids=lambda argv: "-".join(argv))
+def test_every_subcommand_help_says_what_it_does_with_an_example(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = in_process([*argv, "--help"], monkeypatch, capsys)
+    assert code == 0
+    usage, _, rest = out.partition("\n\n")
+    assert usage.startswith(f"usage: dbcore {argv[0]}")
+    description = rest.split("\n\n")[0]
+    assert not description.startswith(("positional arguments", "options")), out  # a sentence, not only usage
+    assert description.rstrip().endswith("."), out
+    examples = [line for line in out.splitlines() if line.lower().startswith("example")]
+    assert examples, out
+    following = out.split(examples[0], 1)[1]
+    assert f"dbcore {' '.join(argv)}" in following, out
+
+
+def test_top_level_help_has_examples(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = in_process(["--help"], monkeypatch, capsys)
+    assert code == 0
+    assert "examples:" in out.lower() and "dbcore init" in out and "dbcore doctor" in out
+
+
+def doctor_lines(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def assert_worded_for_a_person(out: str) -> None:
+    for raw in ("overflow=", "size=", "checked_out=", "None", "none,", "QueuePool", "StaticPool"):
+        assert raw not in out, f"{raw!r} in:\n{out}"
+
+
+def test_doctor_on_a_migrated_database_reads_for_a_person(
+    migrated: dbcore.Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = in_process(["doctor"], monkeypatch, capsys, DATABASE_URL=url_of(migrated))
+    assert code == 0, out + err
+    assert_worded_for_a_person(out)
+    pool = next(line for line in doctor_lines(out) if line.startswith("pool:"))
+    assert "connections in use" in pool and ("no overflow limit" in pool or "more when busy" in pool), pool
+    assert "at revision 0002 (head), none pending" in out
+    assert out.rstrip().endswith("healthy")
+
+
+def test_doctor_before_migrating_says_base_not_none(
+    settings: dbcore.Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = in_process(["doctor"], monkeypatch, capsys, DATABASE_URL=url_of(settings))
+    assert code == 1, out + err
+    assert_worded_for_a_person(out)
+    assert "at base (empty), 2 pending to 0002 (head)" in out
+
+
+@pytest.mark.sqlite
+def test_doctor_help_and_doctor_through_the_console_script(tmp_path: Path) -> None:
+    env = base_env()
+    init = run(["init"], tmp_path, env)
+    assert init.returncode == 0, explain(init)
+    helped, doctor = run_all([(["doctor", "--help"], tmp_path, env), (["doctor"], tmp_path, env)])
+    assert helped.returncode == 0, explain(helped)
+    assert "example" in helped.stdout.lower()
+    assert "dbcore doctor" in helped.stdout.split("\n", 1)[1]  # past the usage line
+    assert doctor.returncode == 0, explain(doctor)
+    assert_worded_for_a_person(doctor.stdout)
+    assert "0 of 5 connections in use, up to 10 more when busy" in doctor.stdout

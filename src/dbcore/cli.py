@@ -28,24 +28,104 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dbcore",
-        description="dbcore: the data layer of an AI-agent platform. The database comes from DATABASE_URL "
-        "(or POSTGRES_URL); without it, an SQLite file dbcore.sqlite3 in the working directory.",
+_TOP_EXAMPLES = """\
+examples:
+  dbcore init                      create or upgrade the schema, seed it, make the first system key
+  dbcore doctor                    check the connection, pool, vectors and pending migrations
+  DATABASE_URL=postgresql+psycopg://app@db/app dbcore migrate
+  dbcore vectors verify            compare an external vector store with the database
+
+Run `dbcore COMMAND --help` for what one command does and its options.
+"""
+
+
+def _subcommand(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    description: str,
+    examples: Sequence[str],
+) -> argparse.ArgumentParser:
+    """A subcommand whose --help says what it does and shows a command to copy, not only a usage line."""
+    epilog = "examples:\n" + "\n".join(f"  {example}" for example in examples)
+    return commands.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("init", help="migrate to head, seed, record the vector space and make the first system key")
-    migrate = commands.add_parser("migrate", help="upgrade (or downgrade) the schema")
+
+
+def _add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    _subcommand(
+        commands,
+        "init",
+        "migrate to head, seed, record the vector space and make the first system key",
+        "Set up the database in one step: upgrade the schema to the newest revision, insert the\n"
+        "seed rows, record the memory vector space (dims and metric), and make a system API key\n"
+        "the first time (shown once). Safe to run again: a second run changes nothing.",
+        ["dbcore init", "DATABASE_URL=postgresql+psycopg://app@db/app dbcore init"],
+    )
+    migrate = _subcommand(
+        commands,
+        "migrate",
+        "upgrade (or downgrade) the schema",
+        "Upgrade the schema to a revision (the newest, head, when none is given), or with --down\n"
+        "downgrade to one. With --sql, print the SQL instead of running it.",
+        [
+            "dbcore migrate                  upgrade to the newest revision",
+            "dbcore migrate --down -1        undo the last revision",
+            "dbcore migrate --sql > up.sql   write the upgrade SQL for a DBA to run",
+        ],
+    )
     migrate.add_argument("revision", nargs="?", help="target revision (default: head; required with --down)")
     migrate.add_argument(
         "--down", action="store_true", help="downgrade to the revision (an id, -1 for one step, or base)"
     )
     migrate.add_argument("--sql", action="store_true", help="print the SQL instead of running it (offline mode)")
-    commands.add_parser("seed", help="apply every seed_list (idempotent)")
-    commands.add_parser("doctor", help="connection, server version, pgvector, vector dims, pending migrations")
-    commands.add_parser("check-models", help="check dbcore's models against the rules of docs/patterns.md")
-    vectors = commands.add_parser("vectors", help="external vector store upkeep: sync, verify, reindex")
+    _subcommand(
+        commands,
+        "seed",
+        "insert or update the seed rows (idempotent)",
+        "Insert or update the rows every dbcore database needs (the seed lists, such as the\n"
+        "activity types) and say how many were inserted, updated or already right. Running it\n"
+        "again changes nothing. The schema must be migrated first (dbcore init or migrate).",
+        ["dbcore seed"],
+    )
+    _subcommand(
+        commands,
+        "doctor",
+        "connection, server version, pool, pgvector, vector dims, pending migrations",
+        "Check that the database answers and report what a person needs to judge its health:\n"
+        "server version, connections in use, pgvector, the vector size and pending migrations.\n"
+        "Exits 0 when healthy, 1 when migrations are pending, 3 when the database cannot be reached.",
+        ["dbcore doctor", "DATABASE_URL=mysql+pymysql://app@db/app dbcore doctor"],
+    )
+    _subcommand(
+        commands,
+        "check-models",
+        "check dbcore's models against the rules of docs/patterns.md",
+        "Check dbcore's table models against the rules of docs/patterns.md (primary key type,\n"
+        "an index on every foreign key, a comment on every column, enums stored as enums) and\n"
+        "list every problem. Needs no database. Exits 1 if any are found.",
+        ["dbcore check-models"],
+    )
+    vectors = _subcommand(
+        commands,
+        "vectors",
+        "external vector store upkeep: sync, verify, reindex",
+        "Keep an external vector store (DBCORE_VECTOR_BACKEND=chroma or pinecone) in step with\n"
+        "the memories in the database. With the integrated backend there is nothing to do.\n"
+        "  sync     send the pending changes the database has queued for the store\n"
+        "  verify   compare the store with the database and list drift (exit 1 if any)\n"
+        "  reindex  rebuild the store from the database rows, deleting orphans.",
+        [
+            "dbcore vectors sync",
+            "dbcore vectors verify",
+            "dbcore vectors reindex --batch-size 200",
+        ],
+    )
     vectors.add_argument(
         "action",
         choices=["sync", "verify", "reindex"],
@@ -54,6 +134,18 @@ def _parser() -> argparse.ArgumentParser:
     vectors.add_argument(
         "--batch-size", type=_positive_int, default=500, help="memories per store request batch (default 500)"
     )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dbcore",
+        description="dbcore: the data layer of an AI-agent platform. The database comes from DATABASE_URL\n"
+        "(or POSTGRES_URL); without it, an SQLite file dbcore.sqlite3 in the working directory.",
+        epilog=_TOP_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_commands(commands)
     return parser
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 import sqlalchemy as sa
+from sqlalchemy.pool import Pool
 
 from dbcore import migrate, vectorsync
 from dbcore.base import Base
@@ -17,7 +18,7 @@ from dbcore.DB_Auth import ApiKey
 from dbcore.DB_Memories import EMBEDDING_DIMS, VectorSpace
 from dbcore.engine import get_engine
 from dbcore.errors import DimensionMismatchError
-from dbcore.health import connection_info, is_connected
+from dbcore.health import ConnectionInfo, connection_info, is_connected
 from dbcore.migrate import MigrationError
 from dbcore.security import create_system_key, hash_api_key
 from dbcore.seeding import seed
@@ -156,6 +157,39 @@ def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _pool_summary(info: ConnectionInfo, pool: Pool) -> str:
+    """The pool in words: SQLAlchemy's raw overflow counter starts at minus the pool size, which reads as nonsense."""
+    if info.pool_size is None or info.checked_out is None:
+        return _POOL_WORDS.get(info.pool_class, f"{info.pool_class} (keeps no connection counts)")
+    in_use = f"{info.checked_out} of {info.pool_size} connections in use"
+    extra = max(0, info.overflow or 0)
+    if extra:
+        in_use += f" ({extra} beyond the pool size)"
+    limit = getattr(pool, "_max_overflow", None)  # QueuePool keeps its limit only privately
+    if limit is None:
+        return in_use
+    if limit < 0:
+        return f"{in_use}, no overflow limit"
+    return f"{in_use}, up to {limit} more when busy"
+
+
+_POOL_WORDS = {
+    "StaticPool": "one shared connection (an in-memory SQLite database)",
+    "NullPool": "no pooling: a new connection for each use",
+    "SingletonThreadPool": "one connection per thread",
+}
+
+
+_BACKEND_WORDS = {"integrated": "stored in the database itself (integrated backend)"}
+
+
+def _migrations_summary(current: str | None, head: str | None, pending: int) -> str:
+    at = f"at revision {current}" if current else "at base (empty)"
+    if not pending:
+        return f"{at} (head), none pending"
+    return f"{at}, {pending} pending to {head} (head)"
+
+
 def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
 
     info = connection_info(settings)
@@ -164,18 +198,17 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
     if not info.connected:
         return EXIT_UNREACHABLE
     _say(f"server version:  {info.server_version}")
-    _say(
-        f"pool:            {info.pool_class} size={info.pool_size} checked_out={info.checked_out} overflow={info.overflow}"
-    )
+    _say(f"pool:            {_pool_summary(info, get_engine(settings).pool)}")
     if info.dialect == "postgresql":
         _say(
             f"pgvector:        {'available' if has_pgvector(get_engine(settings).dialect) else 'not available (embeddings stored as bytea)'}"
         )
-    _say(f"vector dims:     {EMBEDDING_DIMS} (DBCORE_VECTOR_DIMS), backend {settings.vector_backend}")
-    pending = migrate.pending_revisions(settings)
-    head = migrate.head_revision()
     _say(
-        f"migrations:      head {head}, current {migrate.current_revision(settings) or 'none'}, pending {len(pending)}"
+        f"vector dims:     {EMBEDDING_DIMS} (DBCORE_VECTOR_DIMS), {_BACKEND_WORDS.get(settings.vector_backend, f'stored in {settings.vector_backend}')}"
+    )
+    pending = migrate.pending_revisions(settings)
+    _say(
+        f"migrations:      {_migrations_summary(migrate.current_revision(settings), migrate.head_revision(), len(pending))}"
     )
     if pending:
         _say("unhealthy: migrations are pending; run `dbcore migrate`")
