@@ -18,6 +18,8 @@ from sqlalchemy.engine import URL
 
 import dbcore
 from dbcore import cli, commands
+from dbcore.testing import TestServers
+from tests.conftest import server_url
 from tests.schema import table_names
 
 DBCORE = Path(sys.executable).parent / "dbcore"
@@ -383,3 +385,19 @@ def test_doctor_help_and_doctor_through_the_console_script(tmp_path: Path) -> No
     assert doctor.returncode == 0, explain(doctor)
     assert_worded_for_a_person(doctor.stdout)
     assert "0 of 5 connections in use, up to 10 more when busy" in doctor.stdout
+
+
+@pytest.mark.postgresql
+def test_a_missing_database_is_named_in_one_line(servers: TestServers, tmp_path: Path) -> None:
+    url = server_url(servers, "postgresql").set(database="nosuchdb16", password=SECRET)
+    env = base_env(DATABASE_URL=url.render_as_string(hide_password=False))
+    doctor, init = run_all([(["doctor"], tmp_path, env), (["init"], tmp_path, env)])
+    reason = 'database "nosuchdb16" does not exist'
+    assert doctor.returncode == commands.EXIT_UNREACHABLE, explain(doctor)
+    assert f"connected:       NO (DatabaseNotFound on postgresql: {reason})" in doctor.stdout, explain(doctor)
+    assert init.returncode == commands.EXIT_UNREACHABLE, explain(init)
+    assert len(init.stderr.strip().splitlines()) == 1 and reason in init.stderr, explain(init)
+    assert "check that the server runs" not in init.stderr
+    for result in (doctor, init):
+        assert "Traceback" not in result.stdout + result.stderr
+        assert SECRET not in result.stdout + result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
@@ -11,6 +12,8 @@ from sqlalchemy.orm import DeclarativeBase, Session
 
 import dbcore
 from dbcore.errors import StatementTarget, classify_dbapi_error, describe_dbapi_error
+from dbcore.testing import TestServers
+from tests.conftest import server_url
 
 from .bad_inputs.harness import check_message, column_named
 
@@ -122,6 +125,9 @@ class _FakeOdbcError(Exception):
         ("22001", "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]String or binary data would be truncated. (8152) (SQLExecDirectW)", dbcore.DataError),
         ("40001", "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Transaction (Process ID 52) was deadlocked. (1205) (SQLExecDirectW)", dbcore.ConcurrencyError),
         ("08001", "[Microsoft][ODBC Driver 18 for SQL Server]TCP Provider: Error code 0x2749 (10049) (SQLDriverConnect)", dbcore.ConnectionFailed),
+        ("42S02", "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Invalid object name 'agents'. (208) (SQLExecDirectW)", dbcore.SchemaMissing),
+        ("42000", "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Cannot open database \"nosuchdb\" requested by the login. The login failed. (4060) (SQLDriverConnect)", dbcore.DatabaseNotFound),
+        ("28000", "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Login failed for user 'sa'. (18456) (SQLDriverConnect)", dbcore.AuthenticationFailed),
     ],
 )
 def test_mssql_error_numbers_are_classified(state: str, message: str, expected: type) -> None:
@@ -274,3 +280,71 @@ class _FakePyMySQLError(Exception):
 def test_mysql_message_is_the_server_text_not_the_args_tuple() -> None:
     error = classify_dbapi_error("mysql", _FakePyMySQLError(1048, "Column 'name' cannot be null"), target=AGENTS_INSERT)
     assert str(error) == "NotNullViolation on mysql: agents.name cannot be null"
+
+
+# --- a connection the server refuses for good, and a schema never created (issue 16 #4, #7) ---
+
+REFUSED_SECRET = "wrong-pw-16secret"
+
+
+def _refused_settings(servers: TestServers, dialect: str, **parts: str) -> dbcore.Settings:
+    url = server_url(servers, dialect).set(**parts)  # type: ignore[arg-type]
+    return dbcore.Settings(database_url=url.render_as_string(hide_password=False), retry_max_seconds=20)
+
+
+def _gives_up_at_once(settings: dbcore.Settings, expected: type[dbcore.DbcoreError]) -> str:
+    """run_in_transaction raises ``expected`` after one attempt; returns the message."""
+    attempts = []
+
+    def work(session: Session) -> None:
+        attempts.append(1)
+        session.execute(sa.text("SELECT 1"))
+
+    started = time.monotonic()
+    try:
+        with pytest.raises(expected) as caught:
+            dbcore.run_in_transaction(work, settings)
+    finally:
+        dbcore.dispose_engines()
+    assert len(attempts) == 1
+    assert time.monotonic() - started < 2
+    assert not caught.value.transient
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "dialect", [pytest.param("postgresql", marks=pytest.mark.postgresql), pytest.param("mariadb", marks=pytest.mark.mariadb)]
+)
+def test_missing_database_says_so_and_is_not_retried(servers: TestServers, dialect: str) -> None:
+    message = _gives_up_at_once(_refused_settings(servers, dialect, database="nosuchdb16"), dbcore.DatabaseNotFound)
+    assert "nosuchdb16" in message
+    assert "\n" not in message
+
+
+@pytest.mark.mariadb
+def test_wrong_password_says_access_denied_and_is_not_retried(servers: TestServers) -> None:
+    settings = _refused_settings(servers, "mariadb", username="root", password=REFUSED_SECRET)
+    message = _gives_up_at_once(settings, dbcore.AuthenticationFailed)
+    assert "Access denied" in message
+    assert REFUSED_SECRET not in message
+
+
+@pytest.mark.postgresql
+def test_unknown_role_is_authentication_failed(servers: TestServers) -> None:
+    message = _gives_up_at_once(_refused_settings(servers, "postgresql", username="nobody16"), dbcore.AuthenticationFailed)
+    assert 'role "nobody16" does not exist' in message
+
+
+def test_query_before_init_says_the_schema_is_missing(settings: dbcore.Settings) -> None:
+    from dbcore.DB_Agents import Agent
+
+    try:
+        with pytest.raises(dbcore.SchemaMissing) as caught:
+            with dbcore.get_session(settings) as session:
+                session.scalars(sa.select(Agent)).all()
+    finally:
+        dbcore.dispose_engines()
+    message = str(caught.value)
+    assert "agents" in message
+    assert "dbcore init" in message
+    assert "SELECT" not in message.upper()

@@ -90,3 +90,13 @@ def test_is_connected_follows_real_postgres_stop_and_restart() -> None:
     finally:
         dbcore.dispose_engines()
         server.cleanup()
+
+
+@pytest.mark.postgresql
+def test_connection_info_says_why_a_missing_database_is_not_connected(servers: TestServers) -> None:
+    url = server_url(servers, "postgresql").set(database="nosuchdb16", password=SECRET)
+    info = dbcore.connection_info(dbcore.Settings(database_url=url.render_as_string(hide_password=False)))
+    assert info.connected is False
+    assert info.error is not None and 'database "nosuchdb16" does not exist' in info.error
+    assert "DatabaseNotFound" in info.error
+    assert SECRET not in repr(info)

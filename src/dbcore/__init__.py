@@ -19,11 +19,13 @@ if TYPE_CHECKING:
     from dbcore.DB_Memories import CacheEntry, Memory, MemoryEmbedding, MemoryKind, VectorSpace
     from dbcore.engine import create_engine, dispose_engines, get_engine
     from dbcore.errors import (
+        AuthenticationFailed,
         CheckViolation,
         ConcurrencyError,
         ConfigurationError,
         ConnectionFailed,
         DatabaseError,
+        DatabaseNotFound,
         DataError,
         DbcoreError,
         DimensionMismatchError,
@@ -34,11 +36,12 @@ if TYPE_CHECKING:
         NotNullViolation,
         PermissionDenied,
         QueryTimeout,
+        SchemaMissing,
         TransactionOutcomeUnknown,
         ValidationError,
     )
     from dbcore.events import on_saved, on_transition
-    from dbcore.health import ConnectionInfo, connection_info, is_connected
+    from dbcore.health import ConnectionInfo, connection_error, connection_info, is_connected
     from dbcore.Mixins import BaseMixin, ExpirableMixin, ParentMixin, SoftDeleteMixin, UpdateMixin
     from dbcore.refs import bind_reverse, ref_mixins
     from dbcore.seeding import seed
@@ -86,6 +89,9 @@ _HOMES = {
     "ConcurrencyError": "dbcore.errors",
     "ConfigurationError": "dbcore.errors",
     "ConnectionFailed": "dbcore.errors",
+    "DatabaseNotFound": "dbcore.errors",
+    "AuthenticationFailed": "dbcore.errors",
+    "SchemaMissing": "dbcore.errors",
     "DatabaseError": "dbcore.errors",
     "DataError": "dbcore.errors",
     "DbcoreError": "dbcore.errors",
@@ -103,6 +109,7 @@ _HOMES = {
     "on_transition": "dbcore.events",
     "ConnectionInfo": "dbcore.health",
     "connection_info": "dbcore.health",
+    "connection_error": "dbcore.health",
     "is_connected": "dbcore.health",
     "BaseMixin": "dbcore.Mixins",
     "ExpirableMixin": "dbcore.Mixins",
@@ -148,6 +155,7 @@ __all__ = [
     "system_session",
     "is_connected",
     "connection_info",
+    "connection_error",
     "ConnectionInfo",
     # modeling toolkit
     "Base",
@@ -211,6 +219,9 @@ __all__ = [
     "PermissionDenied",
     "DatabaseError",
     "ConnectionFailed",
+    "DatabaseNotFound",
+    "AuthenticationFailed",
+    "SchemaMissing",
     "QueryTimeout",
     "ConcurrencyError",
     "IntegrityViolation",

@@ -17,8 +17,8 @@ from dbcore.config import Settings
 from dbcore.DB_Auth import ApiKey
 from dbcore.DB_Memories import EMBEDDING_DIMS, VectorSpace
 from dbcore.engine import get_engine
-from dbcore.errors import DimensionMismatchError
-from dbcore.health import ConnectionInfo, connection_info, is_connected
+from dbcore.errors import AuthenticationFailed, DatabaseNotFound, DimensionMismatchError, SchemaMissing
+from dbcore.health import ConnectionInfo, connection_error, connection_info
 from dbcore.migrate import MigrationError
 from dbcore.security import create_system_key, hash_api_key
 from dbcore.seeding import seed
@@ -44,20 +44,21 @@ class Unreachable(Exception):
     pass
 
 
-class SchemaMissing(Exception):
-    """The database lacks dbcore's tables, so a command that reads them would fail on the first query."""
-
-
 def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
 def _reachable(settings: Settings) -> None:
 
-    if not is_connected(settings):
-        raise Unreachable(
-            f"cannot reach the database at {settings.masked_url}; check that the server runs and DATABASE_URL is right"
-        )
+    error = connection_error(settings)
+    if error is None:
+        return
+    if error.startswith((DatabaseNotFound.__name__, AuthenticationFailed.__name__)):
+        # The server answered and said why: that reason is the whole message.
+        raise Unreachable(f"the server refused the connection to {settings.masked_url}: {error}")
+    raise Unreachable(
+        f"cannot reach the database at {settings.masked_url}: {error}; check that the server runs and DATABASE_URL is right"
+    )
 
 
 def _require_schema(settings: Settings) -> None:
@@ -191,10 +192,9 @@ def _migrations_summary(current: str | None, head: str | None, pending: int) -> 
 
 
 def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
-
     info = connection_info(settings)
     _say(f"database:        {info.dialect} ({info.driver}) at {info.url}")
-    _say(f"connected:       {'yes' if info.connected else 'NO'}")
+    _say(f"connected:       {'yes' if info.connected else f'NO ({info.error})'}")
     if not info.connected:
         return EXIT_UNREACHABLE
     _say(f"server version:  {info.server_version}")

@@ -138,7 +138,7 @@ def detect_pgvector(dialect: sa.Dialect, dbapi_connection: Any) -> None:
 def translate_error(context: ExceptionContext) -> None:
     """Raise dbcore's typed error for a driver error (SQLAlchemy then raises it instead)."""
     # Pre-ping failures must reach SQLAlchemy untouched: it reconnects on them.
-    if context.is_pre_ping:
+    if context.is_pre_ping or _asks_for_raw_errors(context):
         return
     orig = context.original_exception
     if isinstance(orig, DbcoreError):
@@ -154,10 +154,22 @@ def translate_error(context: ExceptionContext) -> None:
     # No connection yet means the failure happened while connecting.
     connecting = context.connection is None and context.statement is None
     error = classify_dbapi_error(
-        dialect_name, orig, is_disconnect=context.is_disconnect or connecting, target=_statement_target(context)
+        dialect_name,
+        orig,
+        is_disconnect=context.is_disconnect,
+        connecting=connecting,
+        target=_statement_target(context),
     )
     if error is not None:
         raise error from orig
+
+
+def _asks_for_raw_errors(context: ExceptionContext) -> bool:
+    """SQLAlchemy's own probes expect the driver's error back: MariaDB's ``has_table`` runs
+    ``DESCRIBE`` and reads error 1146 as "no such table". It marks such statements with
+    ``skip_user_error_events``, which SQLAlchemy honours only when set on the connection."""
+    execution = context.execution_context
+    return bool(execution is not None and execution.execution_options.get("skip_user_error_events"))
 
 
 # ON DELETE actions that let a referenced row go, so its deletion cannot fail on them.

@@ -20,6 +20,9 @@ __all__ = [
     "PermissionDenied",
     "DatabaseError",
     "ConnectionFailed",
+    "DatabaseNotFound",
+    "AuthenticationFailed",
+    "SchemaMissing",
     "QueryTimeout",
     "ConcurrencyError",
     "IntegrityViolation",
@@ -86,6 +89,22 @@ class ConnectionFailed(DatabaseError):
     transient = True
 
 
+class DatabaseNotFound(ConnectionFailed):
+    """The server answered but has no database of the URL's name: waiting will not create it."""
+
+    transient = False
+
+
+class AuthenticationFailed(ConnectionFailed):
+    """The server refused the URL's user, password or right to connect: retrying cannot change its mind."""
+
+    transient = False
+
+
+class SchemaMissing(DatabaseError):
+    """A table dbcore's models use does not exist: the database was never migrated (``dbcore init``)."""
+
+
 class QueryTimeout(DatabaseError):
     """A statement was cancelled because it ran past its time limit."""
 
@@ -132,6 +151,10 @@ _PG_CODES: dict[str, type[DatabaseError]] = {
     "40P01": ConcurrencyError,
     "55P03": ConcurrencyError,
     "57014": QueryTimeout,
+    "3D000": DatabaseNotFound,
+    "28P01": AuthenticationFailed,
+    "28000": AuthenticationFailed,
+    "42P01": SchemaMissing,
     "57P01": ConnectionFailed,
     "57P02": ConnectionFailed,
     "57P03": ConnectionFailed,
@@ -166,6 +189,9 @@ _MYSQL_CODES: dict[int, type[DatabaseError]] = {
     4038: DataError,
     1205: ConcurrencyError,
     1213: ConcurrencyError,
+    1049: DatabaseNotFound,  # unknown database
+    1044: AuthenticationFailed,  # access denied to a database
+    1045: AuthenticationFailed,  # access denied (user or password)
     1927: ConnectionFailed,
     2002: ConnectionFailed,
     2003: ConnectionFailed,
@@ -174,6 +200,7 @@ _MYSQL_CODES: dict[int, type[DatabaseError]] = {
     2055: ConnectionFailed,
     1040: ConnectionFailed,  # too many connections
     1053: ConnectionFailed,  # server shutdown in progress
+    1146: SchemaMissing,
     1969: QueryTimeout,
     3024: QueryTimeout,
 }
@@ -192,9 +219,10 @@ _MSSQL_CODES: dict[int, type[DatabaseError]] = {
     220: DataError,
     1205: ConcurrencyError,
     1222: ConcurrencyError,
+    208: SchemaMissing,
     -2: QueryTimeout,
-    4060: ConnectionFailed,
-    18456: ConnectionFailed,
+    4060: DatabaseNotFound,  # cannot open the database the login asked for
+    18456: AuthenticationFailed,  # login failed
     10054: ConnectionFailed,
     10060: ConnectionFailed,
     10061: ConnectionFailed,
@@ -220,6 +248,19 @@ _SQLITE_MESSAGES: tuple[tuple[str, type[DatabaseError]], ...] = (
     ("check constraint failed", CheckViolation),
     ("database is locked", ConcurrencyError),
     ("unable to open database file", ConnectionFailed),
+    ("no such table", SchemaMissing),
+)
+
+# Refusals at connect time that only a connect can raise. psycopg 3 gives no SQLSTATE for a
+# failed connect, so PostgreSQL's refusals are recognised by the server's FATAL text too;
+# 42501 is a refusal only while connecting (later it is a missing grant on a table).
+_PG_CONNECT_REFUSALS: tuple[tuple[re.Pattern[str], type[ConnectionFailed]], ...] = (
+    (re.compile(r'FATAL:\s+database "[^"]*" does not exist'), DatabaseNotFound),
+    (
+        re.compile(r'FATAL:\s+(?:password authentication failed|role "[^"]*" does not exist|no pg_hba\.conf entry)'),
+        AuthenticationFailed,
+    ),
+    (re.compile(r"FATAL:\s+permission denied for database"), AuthenticationFailed),
 )
 
 
@@ -287,20 +328,48 @@ def _driver_message(dialect: str, orig: BaseException) -> str:
 
 
 def classify_dbapi_error(
-    dialect: str, orig: BaseException, *, is_disconnect: bool = False, target: StatementTarget | None = None
+    dialect: str,
+    orig: BaseException,
+    *,
+    is_disconnect: bool = False,
+    connecting: bool = False,
+    target: StatementTarget | None = None,
 ) -> DatabaseError | None:
     """Return the dbcore error for a DBAPI exception, or None when it has no category.
 
-    ``is_disconnect`` is SQLAlchemy's own verdict that the connection is gone;
-    it wins over the error code because a dropped connection is always transient.
+    ``is_disconnect`` is SQLAlchemy's own verdict that the connection is gone, and
+    ``connecting`` says no connection was made yet: both make the error a transient
+    :class:`ConnectionFailed`, except when the server refused for good (a missing
+    database, a failed login), which retrying cannot change.
     ``target`` names the table the failed statement wrote, for servers whose
     message does not (see :func:`describe_dbapi_error`).
     """
-    kind = ConnectionFailed if is_disconnect else _classify(dialect, orig)
+    kind = _classify(dialect, orig)
+    if connecting:
+        kind = _connect_refusal(dialect, orig) or kind
+    if (is_disconnect or connecting) and not _is_refusal(kind):
+        kind = ConnectionFailed
     if kind is None:
         return None
     message = describe_dbapi_error(kind, dialect, _driver_message(dialect, orig), target)
     return kind(message, orig=orig, dialect=dialect)
+
+
+def _is_refusal(kind: type[DatabaseError] | None) -> bool:
+    return kind is not None and issubclass(kind, ConnectionFailed) and not kind.transient
+
+
+def _connect_refusal(dialect: str, orig: BaseException) -> type[ConnectionFailed] | None:
+    """PostgreSQL's refusals of a new connection, which psycopg 3 reports without a SQLSTATE."""
+    if dialect != "postgresql":
+        return None
+    if _pg_sqlstate(orig) == "42501":
+        return AuthenticationFailed
+    text = str(orig)
+    for pattern, kind in _PG_CONNECT_REFUSALS:
+        if pattern.search(text):
+            return kind
+    return None
 
 
 # --- messages -------------------------------------------------------------------
@@ -334,11 +403,46 @@ def describe_dbapi_error(
 ) -> str:
     """``"<Kind> on <dialect>: <detail>"``, the detail naming ``table.column`` where the driver did not."""
     detail = driver_message
-    if dialect in ("mysql", "mariadb"):
+    if issubclass(kind, ConnectionFailed):
+        detail = _connection_detail(driver_message)
+    elif kind is SchemaMissing:
+        detail = _schema_missing_detail(driver_message)
+    elif dialect in ("mysql", "mariadb"):
         detail = _mysql_detail(driver_message, target)
     elif dialect == "sqlite" and kind is ForeignKeyViolation and target is not None:
         detail = _sqlite_foreign_key_detail(target) or driver_message
     return f"{kind.__name__} on {dialect}: {detail}"
+
+
+_SERVER_VERDICT = re.compile(r"\bFATAL:\s+")
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*):[^@\s]*@")
+_DSN_PASSWORD = re.compile(r"(\bpassword\s*=\s*)(?:'[^']*'|\S+)", re.IGNORECASE)
+
+
+def _connection_detail(message: str) -> str:
+    """The server's verdict without libpq's "connection to server at ... failed:" lead, and no password.
+
+    The drivers met so far do not echo the password, but a URL or DSN in a message
+    would carry it: masked the way ``Settings.masked_url`` masks it.
+    """
+    verdict = _SERVER_VERDICT.split(message, maxsplit=1)
+    detail = verdict[1] if len(verdict) == 2 else message
+    detail = _URL_PASSWORD.sub(r"\1:***@", detail)
+    return _DSN_PASSWORD.sub(r"\1***", detail)
+
+
+# The missing table as SQLite, PostgreSQL, MariaDB and SQL Server name it, schema prefix dropped.
+_MISSING_TABLE = re.compile(
+    r"""(?:no such table: |relation "|Table '|Invalid object name ')(?:[^"'\s]*\.)?([^"'\s.]+)"""
+)
+
+
+def _schema_missing_detail(message: str) -> str:
+    """Which table is missing and what creates it: the usual cause is a database never migrated."""
+    found = _MISSING_TABLE.search(message)
+    table = found.group(1) if found else "a table the query uses"
+    subject = f"table {table}" if found else table
+    return f"{subject} does not exist; run `dbcore init` (or `dbcore migrate`) to create dbcore's schema"
 
 
 _MYSQL_DUPLICATE = re.compile(r"^Duplicate entry '.*' for key '(?:[^']*\.)?([^'.]+)'$", re.DOTALL)

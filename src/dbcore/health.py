@@ -11,8 +11,9 @@ from sqlalchemy.pool import QueuePool
 
 from dbcore.config import Settings, mask_url
 from dbcore.engine import get_engine
+from dbcore.errors import DatabaseError, DbcoreError
 
-__all__ = ["is_connected", "connection_info", "ConnectionInfo"]
+__all__ = ["is_connected", "connection_error", "connection_info", "ConnectionInfo"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class ConnectionInfo:
     checked_out: int | None
     overflow: int | None
     checked_in: int | None
+    #: Why ``connected`` is False, in one line and without secrets; None when connected.
+    error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -42,13 +45,35 @@ def _engine_for(target: Settings | Engine | None) -> Engine:
 
 def is_connected(target: Settings | Engine | None = None) -> bool:
     """True when a ``SELECT 1`` round trip succeeds; False (never an exception) when it does not."""
+    return connection_error(target) is None
+
+
+def connection_error(target: Settings | Engine | None = None) -> str | None:
+    """Why a ``SELECT 1`` round trip fails, in one line without secrets; None when it succeeds.
+
+    The reason tells a missing database or a refused login from a server that is down,
+    which need different fixes.
+    """
     try:
         engine = _engine_for(target)
         with engine.connect() as connection:
             connection.execute(sa.text("SELECT 1")).scalar_one()
-        return True
-    except Exception:
-        return False
+        return None
+    except Exception as exc:
+        return describe_failure(exc)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line naming the failure: dbcore's typed message, or the bare class for anything else."""
+    if isinstance(exc, DbcoreError):
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        return first if isinstance(exc, DatabaseError) else f"{type(exc).__name__}: {first}"
+    if isinstance(exc, sa.exc.SQLAlchemyError):
+        # Not classified: SQLAlchemy's text would carry the SQL and parameters, so only the type is told.
+        return type(exc).__name__
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def _server_version(connection: sa.Connection) -> str:
@@ -71,13 +96,12 @@ def connection_info(target: Settings | Engine | None = None) -> ConnectionInfo:
     """Dialect, driver, server version, masked URL and pool figures; ``connected`` False if unreachable."""
     engine = _engine_for(target)
     version: str | None = None
-    connected = False
+    error: str | None = None
     try:
         with engine.connect() as connection:
             version = _server_version(connection)
-        connected = True
-    except Exception:
-        pass
+    except Exception as exc:
+        error = describe_failure(exc)
     pool = engine.pool
     queue = pool if isinstance(pool, QueuePool) else None
     # A mysql:// URL may point at MariaDB; the server tells which after connecting.
@@ -86,11 +110,12 @@ def connection_info(target: Settings | Engine | None = None) -> ConnectionInfo:
         dialect=name,
         driver=engine.dialect.driver,
         url=mask_url(engine.url),
-        connected=connected,
+        connected=error is None,
         server_version=version,
         pool_class=type(pool).__name__,
         pool_size=queue.size() if queue else None,
         checked_out=queue.checkedout() if queue else None,
         overflow=queue.overflow() if queue else None,
         checked_in=queue.checkedin() if queue else None,
+        error=error,
     )
