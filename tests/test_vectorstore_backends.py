@@ -245,7 +245,7 @@ def expected(
 
 
 def assert_same(got: list[Any], want: list[tuple[str, float]]) -> None:
-    assert [m.id for m in got] == [w[0] for w in want]
+    assert [str(m.id) for m in got] == [w[0] for w in want]
     np.testing.assert_allclose([m.score for m in got], [w[1] for w in want], atol=1e-5)
 
 
@@ -321,16 +321,16 @@ def test_k_larger_than_matches(store: VectorStore) -> None:
 
 def test_scores_are_cosine_similarity(store: VectorStore) -> None:
     best = store.query(VECTORS[42] * 3.0, k=1)[0]  # scaling does not change cosine
-    assert best.id == IDS[42]
+    assert best.id == uuid.UUID(IDS[42])
     assert best.score == pytest.approx(1.0, abs=1e-5)
     worst = store.query(-VECTORS[42], k=N)[-1]
-    assert worst.id == IDS[42]
+    assert worst.id == uuid.UUID(IDS[42])
     assert worst.score == pytest.approx(-1.0, abs=1e-5)
 
 
 def test_query_returns_decoded_metadata(store: VectorStore) -> None:
     match = store.query(VECTORS[9], k=1)[0]
-    assert match.id == IDS[9]
+    assert match.id == uuid.UUID(IDS[9])
     assert match.metadata is not None
     assert match.metadata["room_id"] == ROOMS[0]
     assert match.metadata["created_at"] == METADATA[9]["created_at"]
@@ -339,7 +339,7 @@ def test_query_returns_decoded_metadata(store: VectorStore) -> None:
 def test_get_round_trips_vectors_and_metadata(store: VectorStore) -> None:
     wanted = [IDS[3], uuid.UUID(IDS[7]), "missing-id", IDS[1]]
     records = store.get(wanted)
-    assert [r.id for r in records] == [IDS[3], IDS[7], IDS[1]]
+    assert [str(r.id) for r in records] == [IDS[3], IDS[7], IDS[1]]
     for record, index in zip(records, (3, 7, 1), strict=True):
         np.testing.assert_allclose(record.vector, VECTORS[index], atol=1e-6)
         assert record.metadata == METADATA[index]
@@ -356,7 +356,7 @@ def test_delete_by_ids(store: VectorStore) -> None:
     store.delete(ids=IDS[:10] + [str(uuid.UUID(int=1))])  # a UUID never stored is no error
     assert store.count() == N - 10
     assert store.get(IDS[:10]) == []
-    assert IDS[0] not in {m.id for m in store.query(VECTORS[0], k=5)}
+    assert uuid.UUID(IDS[0]) not in {m.id for m in store.query(VECTORS[0], k=5)}
 
 
 def test_delete_by_filter(store: VectorStore) -> None:
@@ -387,7 +387,7 @@ def test_upsert_overwrites_the_vector(store: VectorStore) -> None:
     assert store.count() == N
     (record,) = store.get([IDS[0]])
     np.testing.assert_allclose(record.vector, new_vector, atol=1e-6)
-    assert [m.id for m in store.query(new_vector, k=1)] == [IDS[0]]
+    assert [str(m.id) for m in store.query(new_vector, k=1)] == [IDS[0]]
 
 
 def test_upsert_overwrites_metadata(store: VectorStore) -> None:
@@ -405,7 +405,7 @@ def test_upsert_overwrites_metadata(store: VectorStore) -> None:
     (record,) = store.get([IDS[0]])
     np.testing.assert_allclose(record.vector, new_vector, atol=1e-6)
     assert record.metadata == {"kind": "fragment", "priority": 99}
-    assert [m.id for m in store.query(new_vector, k=1, filter=F("priority") == 99)] == [IDS[0]]
+    assert [str(m.id) for m in store.query(new_vector, k=1, filter=F("priority") == 99)] == [IDS[0]]
 
 
 def test_upsert_accepts_uuid_ids_and_tuples(empty_store: VectorStore) -> None:
@@ -417,8 +417,11 @@ def test_upsert_accepts_uuid_ids_and_tuples(empty_store: VectorStore) -> None:
         assert empty_store.count() == 0
         _write_memories(empty_store.engine, {str(rid): 0, other: 1})  # type: ignore[attr-defined]
     assert empty_store.upsert([(rid, VECTORS[0]), (other, VECTORS[1].tolist(), None)]) == 2
-    assert [r.id for r in empty_store.get([rid])] == [str(rid)]
-    assert empty_store.query(VECTORS[0], k=1)[0].id == "6f2a0d3c-1b2a-4c5d-8e9f-0a1b2c3d4e5f"
+    # one id type: what was written as a UUID comes back as that uuid.UUID, asked for either way
+    assert [r.id for r in empty_store.get([rid, other])] == [rid, uuid.UUID(other)]
+    matches = empty_store.query(VECTORS[0], k=2)
+    assert matches[0].id == rid and all(isinstance(m.id, uuid.UUID) for m in matches)
+    assert matches[0].id in [rid, uuid.UUID(other)]
 
 
 def test_integrated_ids_must_be_memory_ids(empty_store: VectorStore) -> None:
@@ -510,7 +513,7 @@ def test_min_score_is_a_cosine_similarity(store: VectorStore) -> None:
     for bad in (1.5, -2, 1.0001, -1.0001, float("-inf")):
         with pytest.raises(ValidationError, match=r"min_score=.*-1 to 1"):
             store.query(VECTORS[0], min_score=bad)
-    assert [m.id for m in store.query(VECTORS[4], k=1, min_score=0.999)] == [IDS[4]]
+    assert [str(m.id) for m in store.query(VECTORS[4], k=1, min_score=0.999)] == [IDS[4]]
     assert len(store.query(VECTORS[4], k=N, min_score=-1)) == N
 
 
@@ -546,7 +549,7 @@ def test_delete_refuses_ids_upsert_refuses(store: VectorStore) -> None:
                 store.delete(ids=[IDS[0], bad])
             assert long_bad not in str(caught.value) and len(str(caught.value)) < 200
         assert store.count() == N
-        assert [r.id for r in store.get([IDS[0]])] == [IDS[0]]
+        assert [str(r.id) for r in store.get([IDS[0]])] == [IDS[0]]
         return
     store.upsert([(INJECTION, VECTORS[0], {})])
     store.delete(ids=[INJECTION, IDS[0]])

@@ -71,10 +71,10 @@ def _add(engine: Engine, parents: dict[str, Any], vectors: np.ndarray, room: int
     return ids
 
 
-def _exact(vectors: np.ndarray, ids: list[uuid.UUID], query: np.ndarray, k: int) -> list[str]:
+def _exact(vectors: np.ndarray, ids: list[uuid.UUID], query: np.ndarray, k: int) -> list[uuid.UUID]:
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     scores = unit @ (query / np.linalg.norm(query))
-    return [str(ids[i]) for i in np.argsort(-scores, kind="stable")[:k]]
+    return [ids[i] for i in np.argsort(-scores, kind="stable")[:k]]
 
 
 def _version(engine: Engine) -> int:
@@ -87,6 +87,23 @@ def test_search_path_per_dialect(ready: tuple[dbcore.Settings, Engine, dict[str,
     store = IntegratedVectorStore(engine)
     assert store.search_path == ("pgvector" if dialect == "postgresql" else "numpy")
     assert store.health().detail["search"] == store.search_path
+
+
+@pytest.mark.parametrize("search", ["numpy", "pgvector"])
+def test_query_and_get_ids_equal_add_memories_ids(
+    ready: tuple[dbcore.Settings, Engine, dict[str, Any]], dialect: str, search: str
+) -> None:
+    """add_memories returns uuid.UUID ids; the store's matches and records carry the same ids (issue 16 #8)."""
+    if search == "pgvector" and dialect != "postgresql":
+        pytest.skip("pgvector search needs PostgreSQL with the extension")
+    _, engine, parents = ready
+    vectors = _vectors(5, 11)
+    ids = _add(engine, parents, vectors)
+    store = IntegratedVectorStore(engine, search=search)
+    matches = store.query(vectors[2], k=3)
+    assert matches[0].id == ids[2] and matches[0].id in ids
+    assert all(isinstance(m.id, uuid.UUID) for m in matches)
+    assert [r.id for r in store.get([ids[1], str(ids[3])])] == [ids[1], ids[3]]
 
 
 def test_every_kind_of_write_bumps_the_version(ready: tuple[dbcore.Settings, Engine, dict[str, Any]]) -> None:
@@ -124,7 +141,7 @@ def test_cache_sees_writes_from_another_engine(ready: tuple[dbcore.Settings, Eng
     ids = _add(engine, parents, first)
     store = IntegratedVectorStore(engine, search="numpy")
     query = first[7]
-    assert store.query(query, k=1)[0].id == str(ids[7])  # the matrix is cached now
+    assert store.query(query, k=1)[0].id == ids[7]  # the matrix is cached now
     other = dbcore.create_engine(settings)
     try:
         with Session(other) as session:  # another engine: its own pool and connections
@@ -135,9 +152,9 @@ def test_cache_sees_writes_from_another_engine(ready: tuple[dbcore.Settings, Eng
     finally:
         other.dispose()
     got = store.query(query, k=2)
-    assert got[0].id == str(newcomer[0]) and got[0].score == pytest.approx(1.0, abs=1e-5)
-    assert str(ids[7]) not in {m.id for m in got}
-    assert store.query(-query, k=1)[0].id == str(ids[7])
+    assert got[0].id == newcomer[0] and got[0].score == pytest.approx(1.0, abs=1e-5)
+    assert ids[7] not in {m.id for m in got}
+    assert store.query(-query, k=1)[0].id == ids[7]
 
 
 def test_cache_sees_writes_from_another_process(ready: tuple[dbcore.Settings, Engine, dict[str, Any]]) -> None:
@@ -145,7 +162,7 @@ def test_cache_sees_writes_from_another_process(ready: tuple[dbcore.Settings, En
     vectors = _vectors(30, 5)
     ids = _add(engine, parents, vectors)
     store = IntegratedVectorStore(engine, search="numpy")
-    assert store.query(vectors[3], k=1)[0].id == str(ids[3])
+    assert store.query(vectors[3], k=1)[0].id == ids[3]
     script = textwrap.dedent(
         """
         import sys, uuid
@@ -160,8 +177,8 @@ def test_cache_sees_writes_from_another_process(ready: tuple[dbcore.Settings, En
     url = settings.url.render_as_string(hide_password=False)
     subprocess.run([sys.executable, "-c", script, url, str(ids[3])], check=True, timeout=120)
     got = store.query(vectors[3], k=5)
-    assert str(ids[3]) not in {m.id for m in got}
-    assert [m.id for m in got] == [i for i in _exact(vectors, ids, vectors[3], 6) if i != str(ids[3])][:5]
+    assert ids[3] not in {m.id for m in got}
+    assert [m.id for m in got] == [i for i in _exact(vectors, ids, vectors[3], 6) if i != ids[3]][:5]
 
 
 def test_results_equal_exact_numpy(ready: tuple[dbcore.Settings, Engine, dict[str, Any]]) -> None:
@@ -290,7 +307,7 @@ with store_query_plans(engine) as plans:
 unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 scores = unit @ (query / np.linalg.norm(query))
 exact = [ids[i] for i in np.argsort(-scores)[:10]]
-print(json.dumps({"index": index, "plans": plans, "got": [m.id for m in got], "exact": exact,
+print(json.dumps({"index": index, "plans": plans, "got": [str(m.id) for m in got], "exact": exact,
                   "scores": [m.score for m in got], "exact_scores": sorted(scores.tolist(), reverse=True)[:10]}))
 """
 

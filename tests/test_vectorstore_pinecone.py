@@ -140,7 +140,7 @@ def test_fetch_and_delete_are_chunked_at_1000_ids(store: PineconeVectorStore, se
     ids = [str(uuid.UUID(int=i)) for i in range(2500)]
     store.upsert(list(zip(ids, vectors, strict=True)))
     records = store.get(ids + ["absent"])
-    assert len(records) == 2500 and [r.id for r in records] == ids
+    assert len(records) == 2500 and [str(r.id) for r in records] == ids
     fetches = server.requests_to("/vectors/fetch")
     assert len(fetches) == 3 and max(r.items for r in fetches) <= 1000
     store.delete(ids=ids[:2100])
@@ -221,11 +221,11 @@ def test_live_pinecone() -> None:
             time.sleep(2)
         assert store.count() == 20
         best = store.query(vectors[3], k=3)
-        assert best[0].id == ids[3] and best[0].score == pytest.approx(1.0, abs=1e-3)
+        assert str(best[0].id) == ids[3] and best[0].score == pytest.approx(1.0, abs=1e-3)
         assert all(
             m.metadata and m.metadata["kind"] == "document"
             for m in store.query(vectors[0], k=5, filter=F("kind") == "document")
         )
-        assert [r.id for r in store.get(ids[:2])] == ids[:2]
+        assert [str(r.id) for r in store.get(ids[:2])] == ids[:2]
     finally:
         store.delete(ids=ids)

@@ -267,6 +267,17 @@ def test_update_with_failing_store(
         np.testing.assert_allclose(record.vector, new[i], atol=1e-6)
 
 
+def test_query_and_get_ids_equal_add_memories_ids(store: VectorStore, db: tuple[Engine, dict[str, Any]]) -> None:
+    """Synced memories come back from Chroma and Pinecone under their uuid.UUID ids (issue 16 #8)."""
+    engine, parents = db
+    ids = _add(engine, parents, count=5, seed=11)
+    assert vectorsync.sync(store, engine=engine).ok
+    matches = store.query(_vectors(5, 11)[2], k=3)
+    assert matches[0].id == ids[2] and matches[0].id in ids
+    assert all(isinstance(m.id, uuid.UUID) for m in matches)
+    assert [r.id for r in store.get([ids[1], str(ids[3])])] == [ids[1], ids[3]]
+
+
 def test_partial_batches_across_several_sync_batches(
     backend: str, store: VectorStore, db: tuple[Engine, dict[str, Any]]
 ) -> None:

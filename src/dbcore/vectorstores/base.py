@@ -13,7 +13,14 @@ hooks, so a refused batch writes nothing. A backend implements
 :meth:`VectorStore._upsert`, ``_query``, ``_delete_ids``, ``_delete_filter``, ``_get``,
 ``_count`` and ``_health``, and may narrow the ids it holds with ``_check_id``.
 
-Ids are strings: a ``uuid.UUID`` becomes its canonical lowercase text.
+Ids: memory ids are ``uuid.UUID`` everywhere they come back (:attr:`Match.id`,
+:attr:`Record.id`), the type :func:`dbcore.memories.add_memories` returns and the
+memories' primary key has, so ``match.id in ids`` and ``session.get(Memory, match.id)``
+work. Methods that take ids accept a ``uuid.UUID`` or its canonical (lowercase) text.
+Chroma and Pinecone may also hold records under ids that are not UUIDs (written by
+other tools, or your own keys); those come back as the ``str`` stored, so they stay
+deletable and ``vectors reindex`` can remove them. :meth:`VectorStore.ids` lists the
+stored keys as text, for verify and reindex.
 """
 
 from __future__ import annotations
@@ -52,6 +59,8 @@ __all__ = [
     "check_k",
     "check_min_score",
     "coerce_id",
+    "as_record_id",
+    "RecordId",
     "encode_metadata",
     "decode_metadata",
     "chunked",
@@ -68,21 +77,28 @@ JSON_KEYS_MARKER = "_dbcore_json"
 
 T = TypeVar("T")
 
+#: The id of a record or match: a memory id (``uuid.UUID``), or the text of a stored id that is no UUID.
+RecordId = uuid.UUID | str
+
 
 @dataclass(frozen=True)
 class Record:
-    """One stored embedding: id, vector (float32 array) and metadata."""
+    """One stored embedding: id (a ``uuid.UUID`` for memory ids), vector (float32 array) and metadata."""
 
-    id: str
+    id: RecordId
     vector: np.ndarray = field(repr=False, compare=False)
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Match:
-    """A query result: the record id and its cosine similarity (higher is better)."""
+    """A query result: the record id and its cosine similarity (higher is better).
 
-    id: str
+    ``id`` is a ``uuid.UUID`` for memory ids, equal to what ``add_memories`` returned;
+    only a stored id that is no UUID (Chroma, Pinecone) comes back as its ``str``.
+    """
+
+    id: RecordId
     score: float
     metadata: dict[str, Any] | None = None
 
@@ -119,6 +135,22 @@ def coerce_id(value: Any) -> str:
     if isinstance(value, str) and value:
         return value
     raise ValidationError(f"a record id must be a uuid.UUID or a non-empty string, got {value!r}")
+
+
+def as_record_id(stored: str) -> RecordId:
+    """The id a backend returns for a stored key: ``uuid.UUID`` for canonical UUID text, else the text.
+
+    Only the canonical form is parsed, so a foreign key such as ``"ABC..."`` or 32 bare hex
+    digits is returned as stored and stays deletable under that exact text.
+    """
+    if len(stored) == 36:
+        try:
+            parsed = uuid.UUID(stored)
+        except ValueError:
+            return stored
+        if str(parsed) == stored:
+            return parsed
+    return stored
 
 
 def check_k(k: Any) -> int:
@@ -354,7 +386,7 @@ class VectorStore(ABC):
         id_list = self._coerce_ids(ids)
         if not id_list:
             return []
-        found = {record.id: record for record in self._get(id_list)}
+        found = {str(record.id): record for record in self._get(id_list)}
         return [found[i] for i in id_list if i in found]
 
     def count(self) -> int:
@@ -400,7 +432,7 @@ class VectorStore(ABC):
     @staticmethod
     def _finish_matches(found: Iterable[Match], k: int, min_score: float | None) -> list[Match]:
         kept = [m for m in found if min_score is None or m.score >= min_score]
-        kept.sort(key=lambda m: (-m.score, m.id))
+        kept.sort(key=lambda m: (-m.score, str(m.id)))
         return kept[:k]
 
     def _check_id(self, record_id: str) -> None:  # noqa: B027 - optional hook

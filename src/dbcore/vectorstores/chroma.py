@@ -23,7 +23,16 @@ import numpy as np
 
 from dbcore.config import ChromaSettings, Settings
 from dbcore.errors import ConfigurationError, DimensionMismatchError
-from dbcore.vectorstores.base import Match, PreparedRecord, Record, StoreHealth, VectorStore, chunked, decode_metadata
+from dbcore.vectorstores.base import (
+    Match,
+    PreparedRecord,
+    Record,
+    StoreHealth,
+    VectorStore,
+    as_record_id,
+    chunked,
+    decode_metadata,
+)
 from dbcore.vectorstores.filters import And, Condition, Filter, Or, UnsupportedFilter, is_number
 
 __all__ = ["ChromaVectorStore", "create_store", "to_chroma_where", "to_chroma_metadata"]
@@ -190,7 +199,7 @@ class ChromaVectorStore(VectorStore):
         metadatas = result["metadatas"][0] if include_metadata and result.get("metadatas") else [None] * len(ids)
         return [
             Match(
-                id=i,
+                id=as_record_id(i),
                 score=float(1.0 - d),
                 metadata=decode_metadata(m) if include_metadata else None,
             )
@@ -211,7 +220,9 @@ class ChromaVectorStore(VectorStore):
         for part in chunked(ids, size):
             result = self._collection.get(ids=list(part), include=["embeddings", "metadatas"])
             for i, emb, meta in zip(result["ids"], result["embeddings"], result["metadatas"], strict=True):
-                out.append(Record(id=i, vector=np.asarray(emb, dtype=np.float32), metadata=decode_metadata(meta)))
+                out.append(
+                    Record(id=as_record_id(i), vector=np.asarray(emb, dtype=np.float32), metadata=decode_metadata(meta))
+                )
         return out
 
     def _count(self) -> int:

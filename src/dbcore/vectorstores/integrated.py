@@ -81,6 +81,11 @@ def _memory_ids(ids: Sequence[str]) -> list[uuid.UUID]:
     return found
 
 
+def _as_uuid(value: Any) -> uuid.UUID:
+    """A memory id as ``uuid.UUID``, whatever form the driver returned it in (Match.id's one type)."""
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
 def _row_metadata(row: Sequence[Any]) -> dict[str, Any]:
     return memory_metadata(*row)
 
@@ -277,7 +282,8 @@ class IntegratedVectorStore(VectorStore):
 
     def _get(self, ids: Sequence[str]) -> Iterable[Record]:
         with self._engine.connect() as conn:
-            return [Record(*row) for row in memory_records(conn, _memory_ids(ids))]
+            records = memory_records(conn, _memory_ids(ids))
+        return [Record(uuid.UUID(memory_id), vector, metadata) for memory_id, vector, metadata in records]
 
     def _count(self) -> int:
         with self._engine.connect() as conn:
@@ -377,7 +383,7 @@ class IntegratedVectorStore(VectorStore):
                 conn.info.pop(HNSW_INFO_KEY, None)  # the rollback undid the settings
                 raise
         return [
-            Match(str(row[0]), 1.0 - float(row[1]), _row_metadata(row[2:]) if include_metadata else None)
+            Match(_as_uuid(row[0]), 1.0 - float(row[1]), _row_metadata(row[2:]) if include_metadata else None)
             for row in rows
         ]
 
@@ -469,7 +475,7 @@ class IntegratedVectorStore(VectorStore):
         to_uuid = _ME.c.memory_id.type._cached_result_processor(self._engine.dialect, None)  # type: ignore[attr-defined]
         matches = []
         for raw_id, score in zip(chosen, scores[picked].tolist(), strict=True):
-            memory_id = str(to_uuid(raw_id) if to_uuid else raw_id)
+            memory_id = _as_uuid(to_uuid(raw_id) if to_uuid else raw_id)
             matches.append(Match(memory_id, float(score), metadata.get(raw_id) if include_metadata else None))
         return matches
 

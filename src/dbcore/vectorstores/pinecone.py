@@ -32,7 +32,16 @@ import numpy as np
 
 from dbcore.config import PineconeSettings, Settings
 from dbcore.errors import ConfigurationError, ConnectionFailed, DatabaseError, DimensionMismatchError, ValidationError
-from dbcore.vectorstores.base import Match, PreparedRecord, Record, StoreHealth, VectorStore, chunked, decode_metadata
+from dbcore.vectorstores.base import (
+    Match,
+    PreparedRecord,
+    Record,
+    StoreHealth,
+    VectorStore,
+    as_record_id,
+    chunked,
+    decode_metadata,
+)
 from dbcore.vectorstores.filters import And, Condition, Filter, Or, UnsupportedFilter, is_number
 
 __all__ = [
@@ -244,7 +253,11 @@ class PineconeVectorStore(VectorStore):
             "query",
         )
         return [
-            Match(id=m.id, score=float(m.score), metadata=decode_metadata(m.metadata) if include_metadata else None)
+            Match(
+                id=as_record_id(m.id),
+                score=float(m.score),
+                metadata=decode_metadata(m.metadata) if include_metadata else None,
+            )
             for m in response.matches
         ]
 
@@ -263,7 +276,9 @@ class PineconeVectorStore(VectorStore):
             for vid, vec in response.vectors.items():
                 out.append(
                     Record(
-                        id=vid, vector=np.asarray(vec.values, dtype=np.float32), metadata=decode_metadata(vec.metadata)
+                        id=as_record_id(vid),
+                        vector=np.asarray(vec.values, dtype=np.float32),
+                        metadata=decode_metadata(vec.metadata),
                     )
                 )
         return out
