@@ -7,7 +7,7 @@ stopped and restarted for real instead.
 
 from __future__ import annotations
 
-import select
+import selectors
 import socket
 import threading
 from collections.abc import Iterator
@@ -68,13 +68,17 @@ class TcpProxy:
             sock.close()
 
     def _accept(self, listener: socket.socket, stopping: threading.Event) -> None:
-        try:
-            while not stopping.is_set():
-                ready, _, _ = select.select([listener], [], [], 0.05)
-                if ready:
-                    self._forward(listener.accept()[0])
-        finally:
-            listener.close()
+        # selectors (epoll), not select.select: a test process may hold more than 1,024 descriptors,
+        # and select() refuses any numbered above that ("filedescriptor out of range").
+        with selectors.DefaultSelector() as selector:
+            selector.register(listener, selectors.EVENT_READ)
+            try:
+                while not stopping.is_set():
+                    if selector.select(timeout=0.05):
+                        self._forward(listener.accept()[0])
+            finally:
+                selector.unregister(listener)
+                listener.close()
 
     def _forward(self, client: socket.socket) -> None:
         try:
@@ -88,10 +92,14 @@ class TcpProxy:
 
     def _pipe(self, a: socket.socket, b: socket.socket) -> None:
         pair = {a: b, b: a}
+        selector = selectors.DefaultSelector()
         try:
+            selector.register(a, selectors.EVENT_READ)
+            selector.register(b, selectors.EVENT_READ)
             while True:
-                readable, _, _ = select.select([a, b], [], [], 1.0)
-                for sock in readable:
+                for key, _ in selector.select(timeout=1.0):
+                    sock = key.fileobj
+                    assert isinstance(sock, socket.socket)
                     data = sock.recv(65536)
                     if not data:
                         return
@@ -99,6 +107,7 @@ class TcpProxy:
         except (OSError, ValueError):
             return
         finally:
+            selector.close()
             for sock in (a, b):
                 try:
                     sock.close()
