@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -48,6 +47,8 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from provenance import code_state, machine
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = "import_sqlalchemy_orm"
@@ -145,42 +146,6 @@ def checks(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def code_state() -> dict[str, Any]:
-    """The commit measured and whether src/ differs from it (the figures belong to that code)."""
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=20)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    status = git("status", "--porcelain", "--", "src")
-    return {
-        "commit": git("rev-parse", "HEAD"),
-        "subject": git("log", "-1", "--format=%s"),
-        "src_modified": None if status is None else bool(status),
-    }
-
-
-def machine() -> dict[str, Any]:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
 def table(results: dict[str, Any], runs: int) -> str:
     lines = [
         f"dbcore import-time benchmark: {runs} fresh processes per command, best (median)",
@@ -223,7 +188,7 @@ def main() -> int:
             "dbcore_command": how,
         },
         "machine": machine(),
-        "code": code_state(),
+        "code": code_state(("src",)),
         "targets": TARGETS,
     }
     tmp = Path(tempfile.mkdtemp(prefix="dbcore-import-bench-"))

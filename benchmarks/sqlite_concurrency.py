@@ -27,10 +27,8 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from provenance import code_state, machine
 from sqlalchemy.orm import Session
 
 import dbcore
@@ -261,25 +260,6 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> dict[str, Any]:
-    return {
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-        "sqlalchemy": sa.__version__,
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
-def commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return out.stdout.strip()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--units", type=int, default=300, help="units of work per process per run (default 300)")
@@ -289,8 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "benchmark": "dbcore sqlite concurrency",
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": {"processes": PROCESSES, "units": args.units, "rounds": args.rounds, "seed_rows": SEED_ROWS},
-        "machine": machine(),
-        "commit": commit(),
+        "machine": machine(sqlite=sqlite3.sqlite_version, sqlalchemy=sa.__version__),
+        "commit": code_state()["commit"],
     }
     with (
         tempfile.TemporaryDirectory(prefix="dbcore-sqlite-bench-") as tmp,

@@ -33,7 +33,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import re
 import resource
 import shutil
@@ -79,6 +78,7 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 import psutil  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
+from provenance import code_state, machine  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 import dbcore  # noqa: E402
@@ -970,50 +970,6 @@ def bench_chroma(
 # report
 
 
-def code_state() -> dict[str, Any]:
-    """The commit measured and whether src/ differs from it (the figures belong to that code)."""
-    root = Path(__file__).resolve().parent.parent
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=20)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    status = git("status", "--porcelain", "--", "src", "migrations")
-    return {
-        "commit": git("rev-parse", "HEAD"),
-        "subject": git("log", "-1", "--format=%s"),
-        "src_modified": None if status is None else bool(status),
-        "dbcore_version": dbcore.__version__,
-    }
-
-
-def machine() -> dict[str, Any]:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import chromadb  # noqa: F401 - version only
-
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
-        "numpy": np.__version__,
-        "sqlalchemy": sa.__version__,
-        "sqlite": __import__("sqlite3").sqlite_version,
-    }
-
-
 def fmt(x: Any, nd: int = 2) -> str:
     if x is None:
         return "-"
@@ -1161,8 +1117,13 @@ def main() -> int:
             "insert_chunk": args.chunk,
             "timer": "time.perf_counter; medians over the timed queries, contenders in rotating order per query",
         },
-        "machine": machine(),
-        "code": code_state(),
+        "machine": machine(
+            memory_gib=round(psutil.virtual_memory().total / 2**30, 1),
+            numpy=np.__version__,
+            sqlalchemy=sa.__version__,
+            sqlite=__import__("sqlite3").sqlite_version,
+        ),
+        "code": {**code_state(), "dbcore_version": dbcore.__version__},
         "targets": TARGETS,
     }
     tmp = Path(tempfile.mkdtemp(prefix="dbcore-bench-"))
