@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import dbcore
 from dbcore.errors import StatementTarget, classify_dbapi_error, describe_dbapi_error
@@ -335,16 +335,49 @@ def test_unknown_role_is_authentication_failed(servers: TestServers) -> None:
     assert 'role "nobody16" does not exist' in message
 
 
-def test_query_before_init_says_the_schema_is_missing(settings: dbcore.Settings) -> None:
-    from dbcore.DB_Agents import Agent
+class _UserBase(DeclarativeBase):
+    """A project's own models, on their own base: their tables are not dbcore's."""
 
+
+class UserNote(_UserBase):
+    __tablename__ = "user_notes_16"
+    id: Mapped[int] = mapped_column(primary_key=True)
+
+
+def _missing_table_message(settings: dbcore.Settings, model: type) -> str:
+    """The SchemaMissing message of a query on ``model`` in an existing database without its table."""
+    engine = dbcore.get_engine(settings)
+    engine.connect().close()  # the database exists (on SQLite, the file), its schema does not
     try:
         with pytest.raises(dbcore.SchemaMissing) as caught:
             with dbcore.get_session(settings) as session:
-                session.scalars(sa.select(Agent)).all()
+                session.scalars(sa.select(model)).all()
     finally:
         dbcore.dispose_engines()
     message = str(caught.value)
-    assert "agents" in message
-    assert "dbcore init" in message
     assert "SELECT" not in message.upper()
+    return message
+
+
+def test_query_before_init_says_the_schema_is_missing(settings: dbcore.Settings) -> None:
+    from dbcore.DB_Agents import Agent
+
+    message = _missing_table_message(settings, Agent)
+    assert message.startswith(f"SchemaMissing on {settings.dialect}: table agents does not exist; ")
+    assert "run `dbcore init` (or `dbcore migrate`) to create dbcore's schema" in message
+
+
+def test_missing_user_table_asks_for_the_projects_migrations_not_dbcore_init(settings: dbcore.Settings) -> None:
+    message = _missing_table_message(settings, UserNote)
+    assert message == (
+        f"SchemaMissing on {settings.dialect}: table user_notes_16 does not exist; "
+        "it is not one of dbcore's tables: run your project's migrations to create it"
+    )
+
+
+def test_missing_table_the_server_does_not_name_gets_both_remedies() -> None:
+    message = describe_dbapi_error(dbcore.SchemaMissing, "sqlite", "no such table", None, {"agents"})
+    assert message == (
+        "SchemaMissing on sqlite: a table the query uses does not exist; run `dbcore init` (or `dbcore migrate`) "
+        "if it is one of dbcore's, else your project's migrations"
+    )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -110,3 +113,66 @@ def test_run_in_transaction_does_not_retry_permanent_errors(settings: dbcore.Set
         dbcore.run_in_transaction(work, settings)
     assert len(calls) == 1
     assert count(table) == 0
+
+
+# --- an SQLite file that does not exist yet (issue 16 #7) ---------------------------------
+
+
+def _refused_before_init(open_session: Callable[[], object], path: Path) -> str:
+    with pytest.raises(dbcore.SchemaMissing) as caught:
+        open_session()
+    assert not path.exists()
+    return str(caught.value)
+
+
+def test_session_entry_points_refuse_a_missing_sqlite_file_without_creating_it(tmp_path: Path) -> None:
+    path = tmp_path / "never_initialised.sqlite3"
+    settings = dbcore.Settings(database_url=f"sqlite:///{path}")
+
+    def enter_get_session() -> None:
+        with dbcore.get_session(settings):
+            pass
+
+    message = _refused_before_init(enter_get_session, path)
+    assert message == (
+        f"the SQLite database file {path} does not exist; run `dbcore init` (or `dbcore migrate`) "
+        "to create it with dbcore's schema"
+    )
+    assert _refused_before_init(lambda: next(dbcore.session_dependency(settings)), path) == message
+    calls = []
+    assert _refused_before_init(lambda: dbcore.run_in_transaction(calls.append, settings), path) == message
+    assert calls == []
+
+
+def test_default_url_before_init_creates_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("DATABASE_URL", "POSTGRES_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+    def enter_get_session() -> None:
+        with dbcore.get_session():
+            pass
+
+    message = _refused_before_init(enter_get_session, tmp_path / "dbcore.sqlite3")
+    assert "dbcore.sqlite3 does not exist; run `dbcore init`" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sqlite_file_made_by_the_engine_opens(tmp_path: Path) -> None:
+    # What `dbcore init` does: the engine creates the file, then sessions open on it.
+    settings = dbcore.Settings(database_url=f"sqlite:///{tmp_path / 'made.sqlite3'}")
+    metadata.create_all(dbcore.get_engine(settings))
+    with dbcore.get_session(settings) as session:
+        session.execute(notes.insert().values(id=1, body="after init"))
+    assert count(dbcore.get_engine(settings)) == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite:///:memory:", "sqlite://", "sqlite:///file:{path}?mode=rwc&uri=true"],
+    ids=["memory", "empty", "file-uri-rwc"],
+)
+def test_in_memory_and_file_uri_databases_are_not_refused(tmp_path: Path, url: str) -> None:
+    settings = dbcore.Settings(database_url=url.format(path=tmp_path / "uri.sqlite3"))
+    with dbcore.get_session(settings) as session:
+        assert session.execute(sa.text("SELECT 1")).scalar_one() == 1

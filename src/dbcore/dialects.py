@@ -17,6 +17,7 @@ import functools
 import re
 import sqlite3
 import threading
+from collections.abc import Collection
 from typing import Any
 
 import sqlalchemy as sa
@@ -135,8 +136,11 @@ def detect_pgvector(dialect: sa.Dialect, dbapi_connection: Any) -> None:
     set_pgvector(dialect, bool(row and row[0]))
 
 
-def translate_error(context: ExceptionContext) -> None:
-    """Raise dbcore's typed error for a driver error (SQLAlchemy then raises it instead)."""
+def translate_error(context: ExceptionContext, *, dbcore_tables: Collection[str] = ()) -> None:
+    """Raise dbcore's typed error for a driver error (SQLAlchemy then raises it instead).
+
+    ``dbcore_tables`` names dbcore's own tables, so a missing one is told to run ``dbcore init``.
+    """
     # Pre-ping failures must reach SQLAlchemy untouched: it reconnects on them.
     if context.is_pre_ping or _asks_for_raw_errors(context):
         return
@@ -159,6 +163,7 @@ def translate_error(context: ExceptionContext) -> None:
         is_disconnect=context.is_disconnect,
         connecting=connecting,
         target=_statement_target(context),
+        dbcore_tables=dbcore_tables,
     )
     if error is not None:
         raise error from orig

@@ -9,6 +9,7 @@ messages on SQLite) and chain the original exception.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -102,7 +103,11 @@ class AuthenticationFailed(ConnectionFailed):
 
 
 class SchemaMissing(DatabaseError):
-    """A table dbcore's models use does not exist: the database was never migrated (``dbcore init``)."""
+    """A table a query uses, or the SQLite database file, does not exist: the database was never migrated.
+
+    The message says what creates it: ``dbcore init`` for dbcore's own tables, the
+    project's own migrations for any other table.
+    """
 
 
 class QueryTimeout(DatabaseError):
@@ -334,6 +339,7 @@ def classify_dbapi_error(
     is_disconnect: bool = False,
     connecting: bool = False,
     target: StatementTarget | None = None,
+    dbcore_tables: Collection[str] = (),
 ) -> DatabaseError | None:
     """Return the dbcore error for a DBAPI exception, or None when it has no category.
 
@@ -342,7 +348,8 @@ def classify_dbapi_error(
     :class:`ConnectionFailed`, except when the server refused for good (a missing
     database, a failed login), which retrying cannot change.
     ``target`` names the table the failed statement wrote, for servers whose
-    message does not (see :func:`describe_dbapi_error`).
+    message does not (see :func:`describe_dbapi_error`); ``dbcore_tables`` names
+    dbcore's own tables, whose absence ``dbcore init`` cures.
     """
     kind = _classify(dialect, orig)
     if connecting:
@@ -351,7 +358,7 @@ def classify_dbapi_error(
         kind = ConnectionFailed
     if kind is None:
         return None
-    message = describe_dbapi_error(kind, dialect, _driver_message(dialect, orig), target)
+    message = describe_dbapi_error(kind, dialect, _driver_message(dialect, orig), target, dbcore_tables)
     return kind(message, orig=orig, dialect=dialect)
 
 
@@ -399,14 +406,21 @@ class StatementTarget:
 
 
 def describe_dbapi_error(
-    kind: type[DatabaseError], dialect: str, driver_message: str, target: StatementTarget | None
+    kind: type[DatabaseError],
+    dialect: str,
+    driver_message: str,
+    target: StatementTarget | None,
+    dbcore_tables: Collection[str] = (),
 ) -> str:
-    """``"<Kind> on <dialect>: <detail>"``, the detail naming ``table.column`` where the driver did not."""
+    """``"<Kind> on <dialect>: <detail>"``, the detail naming ``table.column`` where the driver did not.
+
+    A missing table is told to run ``dbcore init`` only when it is in ``dbcore_tables``.
+    """
     detail = driver_message
     if issubclass(kind, ConnectionFailed):
         detail = _connection_detail(driver_message)
     elif kind is SchemaMissing:
-        detail = _schema_missing_detail(driver_message)
+        detail = _schema_missing_detail(driver_message, dbcore_tables)
     elif dialect in ("mysql", "mariadb"):
         detail = _mysql_detail(driver_message, target)
     elif dialect == "sqlite" and kind is ForeignKeyViolation and target is not None:
@@ -437,12 +451,18 @@ _MISSING_TABLE = re.compile(
 )
 
 
-def _schema_missing_detail(message: str) -> str:
-    """Which table is missing and what creates it: the usual cause is a database never migrated."""
+def _schema_missing_detail(message: str, dbcore_tables: Collection[str]) -> str:
+    """Which table is missing and what creates it: dbcore's migrations for its own tables, else the project's."""
     found = _MISSING_TABLE.search(message)
-    table = found.group(1) if found else "a table the query uses"
-    subject = f"table {table}" if found else table
-    return f"{subject} does not exist; run `dbcore init` (or `dbcore migrate`) to create dbcore's schema"
+    if found is None:
+        return (
+            "a table the query uses does not exist; run `dbcore init` (or `dbcore migrate`) if it is one of "
+            "dbcore's, else your project's migrations"
+        )
+    table = found.group(1)
+    if table in dbcore_tables:
+        return f"table {table} does not exist; run `dbcore init` (or `dbcore migrate`) to create dbcore's schema"
+    return f"table {table} does not exist; it is not one of dbcore's tables: run your project's migrations to create it"
 
 
 _MYSQL_DUPLICATE = re.compile(r"^Duplicate entry '.*' for key '(?:[^']*\.)?([^'.]+)'$", re.DOTALL)

@@ -128,7 +128,9 @@ def attach(engine: Engine, settings: Settings) -> None:
             "first_connect",
             lambda dbapi_connection, _record: dialects.detect_pgvector(dialect, dbapi_connection),
         )
-    event.listen(engine, "handle_error", dialects.translate_error)
+    # Base.metadata.tables itself, not a copy: keyed by table name (dbcore's tables have no schema).
+    translate = functools.partial(dialects.translate_error, dbcore_tables=Base.metadata.tables)
+    event.listen(engine, "handle_error", translate)
     event.listen(engine, "before_execute", _guard_system_tables)
     track_embedding_writes(engine)
     if settings.vector_backend != "integrated":

@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
@@ -24,7 +25,7 @@ from tenacity.stop import stop_base
 from dbcore.config import Settings
 from dbcore.dialects import WRITE_LOCK_OPTION, read_only_options
 from dbcore.engine import get_engine
-from dbcore.errors import ConnectionFailed, DbcoreError, PermissionDenied, TransactionOutcomeUnknown
+from dbcore.errors import ConnectionFailed, DbcoreError, PermissionDenied, SchemaMissing, TransactionOutcomeUnknown
 from dbcore.security import SYSTEM_INFO_KEY, remember_api_key
 
 __all__ = [
@@ -45,6 +46,8 @@ T = TypeVar("T")
 # by dispose_engines() is replaced on the next call.
 _sessionmakers: dict[str, tuple[Engine, dict[bool, sessionmaker[Session]]]] = {}
 _sessionmakers_lock = threading.Lock()
+# The database URLs whose SQLite file was seen to exist (or that name no file): checked once each.
+_database_files_seen: set[str] = set()
 
 
 class ReadOnlySession(Session):
@@ -101,7 +104,36 @@ def get_sessionmaker(settings: Settings | None = None, *, read_only: bool = Fals
     return factories[read_only]
 
 
+def _sqlite_file(settings: Settings) -> Path | None:
+    """The file an SQLite URL names; None for other dialects, in-memory databases and ``file:`` URIs.
+
+    A ``file:`` URI is left to SQLite: its ``mode=`` says whether a missing file is created.
+    """
+    if not settings.is_sqlite:
+        return None
+    database = settings.url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _require_database_file(settings: Settings) -> None:
+    """Refuse an SQLite file that does not exist yet: connecting would create it empty, and every
+    query would then fail on a missing table. ``dbcore init`` (through the engine) creates it."""
+    if settings.database_url in _database_files_seen:
+        return
+    path = _sqlite_file(settings)
+    if path is not None and not path.exists():
+        raise SchemaMissing(
+            f"the SQLite database file {path} does not exist; run `dbcore init` (or `dbcore migrate`) "
+            "to create it with dbcore's schema",
+            dialect="sqlite",
+        )
+    _database_files_seen.add(settings.database_url)
+
+
 def _open(settings: Settings, api_key: str | None, read_only: bool) -> Session:
+    _require_database_file(settings)
     session = get_sessionmaker(settings, read_only=read_only)()
     session.info["dbcore.settings"] = settings
     remember_api_key(session, api_key)
@@ -128,6 +160,8 @@ def get_session(
     takes the write lock when it begins, so a read-then-write unit cannot fail with
     "database is locked"; pass ``read_only=True`` for a session that only reads: it
     reads alongside writers and refuses to flush changes (:class:`ReadOnlySession`).
+    An SQLite database file that does not exist yet is refused with
+    :class:`~dbcore.SchemaMissing` rather than created empty: run ``dbcore init``.
     """
     session = _open(settings or Settings.from_env(), api_key, read_only)
     try:
