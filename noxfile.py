@@ -19,7 +19,7 @@ def tests(session: nox.Session, dialect: str) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    session.run("ruff", "check", "src", "tests")
+    session.run("ruff", "check", "src", "tests", "examples")
 
 
 @nox.session
