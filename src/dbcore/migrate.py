@@ -1,8 +1,8 @@
 """Alembic, driven from dbcore's settings: upgrade, downgrade, pending revisions and drift.
 
-The migration scripts live in the repository's ``migrations/`` folder and are
-shipped inside the wheel as ``dbcore/_migrations``, so an installed dbcore can
-migrate a database (``dbcore migrate``).
+The migration scripts live in ``src/dbcore/_migrations`` (a data folder of the
+package, not a module), so a regular and an editable install of dbcore both
+have them: ``dbcore migrate`` and ``dbcore:_migrations:versions`` in a version_locations.
 """
 
 from __future__ import annotations
@@ -62,11 +62,10 @@ def hnsw_index_sql(dims: int) -> str:
 
 
 def migrations_dir() -> Path:
-    """The folder holding ``env.py`` and ``versions/``: packaged copy first, then the source tree."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "_migrations", here.parent.parent / "migrations"):
-        if (candidate / "env.py").is_file():
-            return candidate
+    """The folder holding ``env.py`` and ``versions/``: ``dbcore/_migrations``, inside the package."""
+    candidate = Path(__file__).resolve().parent / "_migrations"
+    if (candidate / "env.py").is_file():
+        return candidate
     raise FileNotFoundError("dbcore's migration scripts are missing from this installation; reinstall dbcore")
 
 
