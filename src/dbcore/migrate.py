@@ -26,6 +26,7 @@ from dbcore.base import Base
 from dbcore.config import Settings
 from dbcore.engine import create_engine
 from dbcore.errors import MigrationError
+from dbcore.security import SYSTEM_EXECUTION_OPTION
 from dbcore.types import GUID, PLAIN_DDL_TYPES, SqlEnum, UTCDateTime, Vector
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "include_object",
     "render_item",
     "prepare_connection",
+    "run_env",
     "HNSW_INDEX",
     "HNSW_INDEX_NAME",
     "hnsw_index_sql",
@@ -255,3 +257,73 @@ def prepare_connection(connection: sa.Connection) -> None:
     # End the transaction the probe began: alembic commits only a transaction it opened itself.
     connection.commit()
     connection.dialect.dbcore_pgvector = bool(available)  # type: ignore[attr-defined]
+
+
+# --- the alembic environment (``_migrations/env.py`` calls run_env) ----------------------------
+
+
+def run_env() -> None:
+    """Run the migrations alembic asked for, online or offline, on a dbcore engine.
+
+    Called by ``env.py`` while alembic runs it, so ``alembic.context`` is live.
+    """
+    from alembic import context
+
+    if context.is_offline_mode():
+        _run_migrations_offline(context)
+    else:
+        _run_migrations_online(context)
+
+
+def _env_settings(config: Config) -> Settings:
+    given = config.attributes.get("dbcore_settings")
+    return given if isinstance(given, Settings) else Settings.from_env()
+
+
+def _env_options() -> dict[str, Any]:
+    return {
+        "target_metadata": Base.metadata,
+        "include_object": include_object,
+        "render_item": render_item,
+        "compare_type": True,
+        "compare_server_default": False,
+        "user_module_prefix": "dbcore.types.",
+    }
+
+
+def _run_migrations_offline(context: Any) -> None:
+    config = context.config
+    url = config.attributes.get("dbcore_offline_url") or _env_settings(config).url
+    context.configure(url=url, literal_binds=True, dialect_opts={"paramstyle": "named"}, **_env_options())
+    dialect = context.get_context().dialect
+    if dialect.name == "mssql" and not dialect.default_schema_name:
+        # Column comments become sp_addextendedproperty calls, which name the schema.
+        dialect.default_schema_name = "dbo"
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def _run_migrations_online(context: Any) -> None:
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        _run_on(context, connection)
+        return
+    engine = create_engine(_env_settings(context.config), poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            _run_on(context, connection)
+    finally:
+        engine.dispose()
+
+
+def _run_on(context: Any, connection: sa.Connection) -> None:
+    # Migrations run on a dbcore engine and may seed system tables: they hold the credentials.
+    previous = connection.get_execution_options().get(SYSTEM_EXECUTION_OPTION, False)
+    connection.execution_options(**{SYSTEM_EXECUTION_OPTION: True})
+    try:
+        prepare_connection(connection)
+        context.configure(connection=connection, render_as_batch=connection.dialect.name == "sqlite", **_env_options())
+        with context.begin_transaction():
+            context.run_migrations()
+    finally:
+        connection.execution_options(**{SYSTEM_EXECUTION_OPTION: previous})
