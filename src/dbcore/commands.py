@@ -81,13 +81,24 @@ def _ini_flag(ini: migrate.IniPath) -> str:
     return "" if ini is None else f" --alembic-ini {ini}"
 
 
-def _revisions(heads: tuple[str, ...]) -> str:
-    """``revision 0002``, ``revisions 0002 and app0001``, or ``base (empty)``."""
+def _revisions(heads: tuple[str, ...], dbcore_at: str | None = None) -> str:
+    """``revision 0002``, ``revisions 0002 and app0001``, ``revision app0001, with dbcore at 0002``, or ``base (empty)``.
+
+    ``dbcore_at`` is said when no head names it: alembic records only heads, and a
+    project revision that depends on dbcore's stands for it.
+    """
     if not heads:
         return "base (empty)"
-    if len(heads) == 1:
-        return f"revision {heads[0]}"
-    return f"revisions {', '.join(sorted(heads)[:-1])} and {sorted(heads)[-1]}"
+    ordered = sorted(heads)
+    said = f"revision {ordered[0]}" if len(ordered) == 1 else f"revisions {', '.join(ordered[:-1])} and {ordered[-1]}"
+    if dbcore_at is not None and dbcore_at not in heads:
+        said += f", with dbcore at {dbcore_at}"
+    return said
+
+
+def _schema_at(settings: Settings, ini: migrate.IniPath) -> str:
+    heads = migrate.current_heads(settings, ini)
+    return _revisions(heads, migrate.dbcore_revision(settings, ini) if ini is not None and heads else None)
 
 
 def _seed_all(settings: Settings, ini: migrate.IniPath) -> SeedReport:
@@ -144,13 +155,13 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
 
     ini = args.alembic_ini
     _reachable(settings)
-    before = migrate.current_heads(settings, ini)
+    before = _schema_at(settings, ini)
     migrate.upgrade(settings, ini=ini)
-    after = migrate.current_heads(settings, ini)
+    after = _schema_at(settings, ini)
     report = _seed_all(settings, ini)
     _say(f"dbcore init: {settings.dialect} at {settings.masked_url}")
-    change = "already current" if before == after else f"migrated from {_revisions(before) if before else 'an empty database'}"
-    _say(f"  schema: {_revisions(after)} ({change})")
+    change = "already current" if before == after else f"migrated from {before.replace('base (empty)', 'an empty database')}"
+    _say(f"  schema: {after} ({change})")
     _say(f"  tables: {sum(len(metadata.tables) for metadata in migrate.project_metadata(ini))}")
     _say(f"  seed rows: {report.inserted} inserted, {report.updated} updated, {report.unchanged} unchanged")
     _say(f"  {_ensure_vector_space(settings)}")
@@ -169,7 +180,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
         migrate.downgrade(settings, args.revision, ini=ini)
     else:
         migrate.upgrade(settings, args.revision, ini=ini)
-    _say(f"dbcore migrate: {settings.masked_url} is at {_revisions(migrate.current_heads(settings, ini))}")
+    _say(f"dbcore migrate: {settings.masked_url} is at {_schema_at(settings, ini)}")
     return EXIT_OK
 
 
@@ -210,8 +221,8 @@ _POOL_WORDS = {
 _BACKEND_WORDS = {"integrated": "stored in the database itself (integrated backend)"}
 
 
-def _migrations_summary(current: tuple[str, ...], heads: tuple[str, ...], pending: int) -> str:
-    at = f"at {_revisions(current)}" if current else "at base (empty)"
+def _migrations_summary(current: str, heads: tuple[str, ...], pending: int) -> str:
+    at = f"at {current}"
     if not pending:
         return f"{at} (head), none pending"
     return f"{at}, {pending} pending to {_revisions(heads).split(' ', 1)[1]} (head)"
@@ -234,8 +245,7 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
     )
     ini = args.alembic_ini
     pending = migrate.pending_revisions(settings, ini)
-    current, heads = migrate.current_heads(settings, ini), migrate.head_revisions(ini)
-    _say(f"migrations:      {_migrations_summary(current, heads, len(pending))}")
+    _say(f"migrations:      {_migrations_summary(_schema_at(settings, ini), migrate.head_revisions(ini), len(pending))}")
     if pending:
         _say(f"unhealthy: migrations are pending; run `dbcore migrate{_ini_flag(ini)}`")
         return EXIT_FAILED

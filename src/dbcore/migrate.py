@@ -40,6 +40,8 @@ __all__ = [
     "project_metadata",
     "head_revisions",
     "current_heads",
+    "applied_revisions",
+    "dbcore_revision",
     "upgrade",
     "downgrade",
     "current_revision",
@@ -225,13 +227,29 @@ def current_heads(settings: Settings | None = None, ini: IniPath = None) -> tupl
     return _refuse_foreign_history(settings or Settings.from_env(), ini)
 
 
-def pending_revisions(settings: Settings | None = None, ini: IniPath = None) -> list[str]:
-    """Revisions between the database's current ones and the heads, oldest first."""
-    settings = settings or Settings.from_env()
+def applied_revisions(settings: Settings | None = None, ini: IniPath = None) -> set[str]:
+    """Every revision the database has had applied: its heads and all they build on, dependencies included.
+
+    alembic_version keeps only heads: a project revision that depends on dbcore's
+    0002 stands for 0002 too.
+    """
     script = _script(ini)
     applied: set[str] = set()
-    for current in current_heads(settings, ini):
+    for current in current_heads(settings or Settings.from_env(), ini):
         applied.update(rev.revision for rev in script.iterate_revisions(current, "base"))
+    return applied
+
+
+def dbcore_revision(settings: Settings | None = None, ini: IniPath = None) -> str | None:
+    """The newest of dbcore's own revisions the database has, whatever project revision records it."""
+    applied = applied_revisions(settings, ini)
+    mine = [revision for revision in known_revisions() if revision in applied]
+    return mine[-1] if mine else None
+
+
+def pending_revisions(settings: Settings | None = None, ini: IniPath = None) -> list[str]:
+    """Revisions between the database's current ones and the heads, oldest first."""
+    applied = applied_revisions(settings, ini)
     return [revision for revision in known_revisions(ini) if revision not in applied]
 
 
