@@ -20,7 +20,7 @@ def _git(*args: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def code_state(paths: Sequence[str] = ("src", "migrations")) -> dict[str, Any]:
+def code_state(paths: Sequence[str] = ("src",)) -> dict[str, Any]:
     """The commit measured and whether ``paths`` differ from it (the figures belong to that code)."""
     status = _git("status", "--porcelain", "--", *paths)
     return {

@@ -282,10 +282,55 @@ def test_a_database_a_downstream_project_migrated_is_one_line(
         code, out, err = in_process(argv, monkeypatch, capsys, DATABASE_URL=url_of(settings))
         line = one_error_line(code, out, err, expected_code=2)
         assert line.startswith(f"dbcore {argv[0]}: "), line
-        assert "'ds0001'" in line and "version_locations" in line and "docs/migrations.md" in line
+        assert "'ds0001'" in line and "--alembic-ini alembic.ini" in line and "docs/migrations.md" in line
     assert "notes" in table_names(settings)  # untouched
     code, out, err = in_process(["seed"], monkeypatch, capsys, DATABASE_URL=url_of(settings))
     assert code == 0, err
+
+
+def test_the_project_s_alembic_ini_makes_doctor_init_and_migrate_work(
+    settings: dbcore.Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ini = ["--alembic-ini", str(DOWNSTREAM_INI)]
+    url = url_of(settings)
+    code, out, err = in_process(["doctor", *ini], monkeypatch, capsys, DATABASE_URL=url)
+    assert code == 1, err
+    assert "at base (empty), 3 pending to 0002 and ds0001 (head)" in out
+    assert f"run `dbcore migrate --alembic-ini {DOWNSTREAM_INI}`" in out
+
+    code, out, err = in_process(["init", *ini], monkeypatch, capsys, DATABASE_URL=url)
+    assert code == 0, err
+    assert "schema: revisions 0002 and ds0001 (migrated from an empty database)" in out, out
+    assert {"notes", "agents"} <= table_names(settings)
+
+    code, out, err = in_process(["migrate", "--down", "0001", *ini], monkeypatch, capsys, DATABASE_URL=url)
+    assert code == 0, err
+    assert out.strip().endswith("is at revision ds0001, with dbcore at 0001"), out  # ds0001 depends on 0001
+    code, out, err = in_process(["doctor", *ini], monkeypatch, capsys, DATABASE_URL=url)
+    assert code == 1 and "1 pending to 0002 and ds0001 (head)" in out, out
+    code, out, err = in_process(["migrate", *ini], monkeypatch, capsys, DATABASE_URL=url)
+    assert code == 0 and out.strip().endswith("is at revisions 0002 and ds0001"), (out, err)
+    code, out, err = in_process(["doctor", *ini], monkeypatch, capsys, DATABASE_URL=url)
+    assert code == 0 and "none pending" in out and out.strip().endswith("healthy"), out
+
+    code, out, err = in_process(["migrate", "nosuchrev", *ini], monkeypatch, capsys, DATABASE_URL=url)
+    line = one_error_line(code, out, err, expected_code=2)
+    assert "no revision 'nosuchrev' in" in line and "0002 (head)" in line and "ds0001 (head)" in line, line
+
+    code, out, err = in_process(["migrate", "--down", "base", *ini], monkeypatch, capsys, DATABASE_URL=url)
+    assert code == 0 and out.strip().endswith("is at base (empty)"), (out, err)
+    assert table_names(settings) <= {"alembic_version"}
+
+
+@pytest.mark.sqlite
+def test_a_missing_alembic_ini_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'app.sqlite3'}"
+    for argv in (["init"], ["migrate"], ["doctor"], ["seed"], ["check-models"]):
+        code, out, err = in_process([*argv, "--alembic-ini", str(tmp_path / "nope.ini")], monkeypatch, capsys, DATABASE_URL=url)
+        line = one_error_line(code, out, err, expected_code=2)
+        assert "no alembic configuration file at" in line and "nope.ini" in line, line
 
 
 @pytest.mark.sqlite

@@ -58,20 +58,25 @@ def _subcommand(
 
 
 def _add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    _subcommand(
+    init = _subcommand(
         commands,
         "init",
         "migrate to head, seed, record the vector space and make the first system key",
         "Set up the database in one step: upgrade the schema to the newest revision, insert the\n"
         "seed rows, record the memory vector space (dims and metric), and make a system API key\n"
         "the first time (shown once). Safe to run again: a second run changes nothing.",
-        ["dbcore init", "DATABASE_URL=postgresql+psycopg://app@db/app dbcore init"],
+        [
+            "dbcore init",
+            "DATABASE_URL=postgresql+psycopg://app@db/app dbcore init",
+            "dbcore init --alembic-ini alembic.ini   also your project's migrations and seed rows",
+        ],
     )
     migrate = _subcommand(
         commands,
         "migrate",
         "upgrade (or downgrade) the schema",
-        "Upgrade the schema to a revision (the newest, head, when none is given), or with --down\n"
+        "Upgrade the schema to a revision (the newest, head, when none is given; every head,\n"
+        "dbcore's and yours, with --alembic-ini), or with --down\n"
         "downgrade to one. With --sql, print the SQL instead of running it.",
         [
             "dbcore migrate                  upgrade to the newest revision",
@@ -84,7 +89,7 @@ def _add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         "--down", action="store_true", help="downgrade to the revision (an id, -1 for one step, or base)"
     )
     migrate.add_argument("--sql", action="store_true", help="print the SQL instead of running it (offline mode)")
-    _subcommand(
+    seed = _subcommand(
         commands,
         "seed",
         "insert or update the seed rows (idempotent)",
@@ -93,7 +98,7 @@ def _add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         "again changes nothing. The schema must be migrated first (dbcore init or migrate).",
         ["dbcore seed"],
     )
-    _subcommand(
+    doctor = _subcommand(
         commands,
         "doctor",
         "connection, server version, pool, pgvector, vector dims, pending migrations",
@@ -102,7 +107,7 @@ def _add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         "Exits 0 when healthy, 1 when migrations are pending, 3 when the database cannot be reached.",
         ["dbcore doctor", "DATABASE_URL=mysql+pymysql://app@db/app dbcore doctor"],
     )
-    _subcommand(
+    check_models = _subcommand(
         commands,
         "check-models",
         "check dbcore's models against the rules of docs/patterns.md",
@@ -111,6 +116,13 @@ def _add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         "list every problem. Needs no database. Exits 1 if any are found.",
         ["dbcore check-models"],
     )
+    for command in (init, migrate, seed, doctor, check_models):
+        command.add_argument(
+            "--alembic-ini",
+            metavar="FILE",
+            help="your project's alembic.ini (docs/migrations.md): use its migrations, dbcore's and yours, "
+            "and the models its dbcore_models names, besides dbcore's",
+        )
     vectors = _subcommand(
         commands,
         "vectors",
@@ -160,7 +172,6 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         if args.down:
             # Going down to "head" is no move at all; guessing a step could drop tables.
             parser.error("migrate --down needs a revision: an id such as 0001, -1 for one step, or base for none")
-        args.revision = "head"
     return args
 
 

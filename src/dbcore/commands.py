@@ -21,7 +21,7 @@ from dbcore.errors import AuthenticationFailed, DatabaseNotFound, DimensionMisma
 from dbcore.health import ConnectionInfo, connection_error, connection_info
 from dbcore.migrate import MigrationError
 from dbcore.security import create_system_key, hash_api_key
-from dbcore.seeding import seed
+from dbcore.seeding import SeedReport, seed
 from dbcore.session import system_session
 from dbcore.types import has_pgvector
 from dbcore.vectorstores import get_vector_store
@@ -61,19 +61,56 @@ def _reachable(settings: Settings) -> None:
     )
 
 
-def _require_schema(settings: Settings) -> None:
+def _require_schema(settings: Settings, ini: migrate.IniPath = None) -> None:
 
-    missing = migrate.missing_tables(settings)
-    if len(missing) == len(Base.metadata.tables):
+    missing = migrate.missing_tables(settings, ini)
+    if len(missing) >= len(Base.metadata.tables) and set(Base.metadata.tables) <= set(missing):
         raise SchemaMissing(
             f"the database at {settings.masked_url} has no dbcore schema (it was never migrated); "
-            "run `dbcore init` (or `dbcore migrate`) first"
+            f"run `dbcore init{_ini_flag(ini)}` (or `dbcore migrate{_ini_flag(ini)}`) first"
         )
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        whose = "dbcore's tables" if ini is None else "the tables"
         raise SchemaMissing(
-            f"the database at {settings.masked_url} lacks dbcore's tables {shown}; run `dbcore migrate`"
+            f"the database at {settings.masked_url} lacks {whose} {shown}; run `dbcore migrate{_ini_flag(ini)}`"
         )
+
+
+def _ini_flag(ini: migrate.IniPath) -> str:
+    return "" if ini is None else f" --alembic-ini {ini}"
+
+
+def _revisions(heads: tuple[str, ...], dbcore_at: str | None = None) -> str:
+    """``revision 0002``, ``revisions 0002 and app0001``, ``revision app0001, with dbcore at 0002``, or ``base (empty)``.
+
+    ``dbcore_at`` is said when no head names it: alembic records only heads, and a
+    project revision that depends on dbcore's stands for it.
+    """
+    if not heads:
+        return "base (empty)"
+    ordered = sorted(heads)
+    said = f"revision {ordered[0]}" if len(ordered) == 1 else f"revisions {', '.join(ordered[:-1])} and {ordered[-1]}"
+    if dbcore_at is not None and dbcore_at not in heads:
+        said += f", with dbcore at {dbcore_at}"
+    return said
+
+
+def _schema_at(settings: Settings, ini: migrate.IniPath) -> str:
+    heads = migrate.current_heads(settings, ini)
+    return _revisions(heads, migrate.dbcore_revision(settings, ini) if ini is not None and heads else None)
+
+
+def _seed_all(settings: Settings, ini: migrate.IniPath) -> SeedReport:
+    """Seed dbcore's models, then the project's (``dbcore_models`` of its alembic.ini), in one transaction."""
+    registries = [Base.registry]
+    if ini is not None:
+        registries += migrate.project_registries(migrate.alembic_config(settings, ini=ini))
+    total = SeedReport()
+    with system_session(settings) as session:
+        for registry in registries:
+            total.tables.update(seed(session, registry=registry).tables)
+    return total
 
 
 def _ensure_vector_space(settings: Settings) -> str:
@@ -116,16 +153,16 @@ def _ensure_system_key(settings: Settings) -> str:
 
 def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
 
+    ini = args.alembic_ini
     _reachable(settings)
-    before = migrate.current_revision(settings)
-    migrate.upgrade(settings, "head")
-    after = migrate.current_revision(settings)
-    with system_session(settings) as session:
-        report = seed(session)
+    before = _schema_at(settings, ini)
+    migrate.upgrade(settings, ini=ini)
+    after = _schema_at(settings, ini)
+    report = _seed_all(settings, ini)
     _say(f"dbcore init: {settings.dialect} at {settings.masked_url}")
-    change = "already current" if before == after else f"migrated from {before or 'an empty database'}"
-    _say(f"  schema: revision {after} ({change})")
-    _say(f"  tables: {len(Base.metadata.tables)}")
+    change = "already current" if before == after else f"migrated from {before.replace('base (empty)', 'an empty database')}"
+    _say(f"  schema: {after} ({change})")
+    _say(f"  tables: {sum(len(metadata.tables) for metadata in migrate.project_metadata(ini))}")
     _say(f"  seed rows: {report.inserted} inserted, {report.updated} updated, {report.unchanged} unchanged")
     _say(f"  {_ensure_vector_space(settings)}")
     _say(f"  {_ensure_system_key(settings)}")
@@ -134,24 +171,24 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
+    ini = args.alembic_ini
     if args.sql:
-        migrate.upgrade(settings, args.revision, sql=True)
+        migrate.upgrade(settings, args.revision, sql=True, ini=ini)
         return EXIT_OK
     _reachable(settings)
-    if args.revision.startswith("-") or args.down:
-        migrate.downgrade(settings, args.revision)
+    if args.down or (args.revision or "").startswith("-"):
+        migrate.downgrade(settings, args.revision, ini=ini)
     else:
-        migrate.upgrade(settings, args.revision)
-    _say(f"dbcore migrate: {settings.masked_url} is at revision {migrate.current_revision(settings) or 'base (empty)'}")
+        migrate.upgrade(settings, args.revision, ini=ini)
+    _say(f"dbcore migrate: {settings.masked_url} is at {_schema_at(settings, ini)}")
     return EXIT_OK
 
 
 def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
 
     _reachable(settings)
-    _require_schema(settings)
-    with system_session(settings) as session:
-        report = seed(session)
+    _require_schema(settings, args.alembic_ini)
+    report = _seed_all(settings, args.alembic_ini)
     _say(f"dbcore seed: {report.inserted} inserted, {report.updated} updated, {report.unchanged} unchanged")
     for table, counts in report.tables.items():
         _say(f"  {table}: {counts.inserted} inserted, {counts.updated} updated, {counts.unchanged} unchanged")
@@ -184,11 +221,11 @@ _POOL_WORDS = {
 _BACKEND_WORDS = {"integrated": "stored in the database itself (integrated backend)"}
 
 
-def _migrations_summary(current: str | None, head: str | None, pending: int) -> str:
-    at = f"at revision {current}" if current else "at base (empty)"
+def _migrations_summary(current: str, heads: tuple[str, ...], pending: int) -> str:
+    at = f"at {current}"
     if not pending:
         return f"{at} (head), none pending"
-    return f"{at}, {pending} pending to {head} (head)"
+    return f"{at}, {pending} pending to {_revisions(heads).split(' ', 1)[1]} (head)"
 
 
 def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
@@ -206,12 +243,11 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
     _say(
         f"vector dims:     {EMBEDDING_DIMS} (DBCORE_VECTOR_DIMS), {_BACKEND_WORDS.get(settings.vector_backend, f'stored in {settings.vector_backend}')}"
     )
-    pending = migrate.pending_revisions(settings)
-    _say(
-        f"migrations:      {_migrations_summary(migrate.current_revision(settings), migrate.head_revision(), len(pending))}"
-    )
+    ini = args.alembic_ini
+    pending = migrate.pending_revisions(settings, ini)
+    _say(f"migrations:      {_migrations_summary(_schema_at(settings, ini), migrate.head_revisions(ini), len(pending))}")
     if pending:
-        _say("unhealthy: migrations are pending; run `dbcore migrate`")
+        _say(f"unhealthy: migrations are pending; run `dbcore migrate{_ini_flag(ini)}`")
         return EXIT_FAILED
     _say("healthy")
     return EXIT_OK
@@ -219,10 +255,11 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_check_models(settings: Settings | None, args: argparse.Namespace) -> int:
 
-    problems = check_models(Base.metadata)
+    everything = migrate.project_metadata(args.alembic_ini)
+    problems = [problem for metadata in everything for problem in check_models(metadata)]
     for problem in problems:
         _say(f"  {problem}")
-    _say(f"dbcore check-models: {len(Base.metadata.tables)} tables, {len(problems)} problems")
+    _say(f"dbcore check-models: {sum(len(m.tables) for m in everything)} tables, {len(problems)} problems")
     return EXIT_FAILED if problems else EXIT_OK
 
 

@@ -1,12 +1,13 @@
 """Alembic, driven from dbcore's settings: upgrade, downgrade, pending revisions and drift.
 
-The migration scripts live in the repository's ``migrations/`` folder and are
-shipped inside the wheel as ``dbcore/_migrations``, so an installed dbcore can
-migrate a database (``dbcore migrate``).
+The migration scripts live in ``src/dbcore/_migrations`` (a data folder of the
+package, not a module), so a regular and an editable install of dbcore both
+have them: ``dbcore migrate`` and ``dbcore:_migrations:versions`` in a version_locations.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,18 +21,27 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.script.revision import ResolutionError, RevisionError
 from alembic.util import CommandError
+from sqlalchemy.orm import registry as Registry
 
 import dbcore.models  # noqa: F401  (registers every table on Base.metadata)
 from dbcore.base import Base
 from dbcore.config import Settings
 from dbcore.engine import create_engine
 from dbcore.errors import MigrationError
+from dbcore.security import SYSTEM_EXECUTION_OPTION
 from dbcore.types import GUID, PLAIN_DDL_TYPES, SqlEnum, UTCDateTime, Vector
 
 __all__ = [
     "MigrationError",
     "migrations_dir",
     "alembic_config",
+    "MODELS_OPTION",
+    "project_registries",
+    "project_metadata",
+    "head_revisions",
+    "current_heads",
+    "applied_revisions",
+    "dbcore_revision",
     "upgrade",
     "downgrade",
     "current_revision",
@@ -44,6 +54,7 @@ __all__ = [
     "include_object",
     "render_item",
     "prepare_connection",
+    "run_env",
     "HNSW_INDEX",
     "HNSW_INDEX_NAME",
     "hnsw_index_sql",
@@ -62,50 +73,119 @@ def hnsw_index_sql(dims: int) -> str:
 
 
 def migrations_dir() -> Path:
-    """The folder holding ``env.py`` and ``versions/``: packaged copy first, then the source tree."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "_migrations", here.parent.parent / "migrations"):
-        if (candidate / "env.py").is_file():
-            return candidate
+    """The folder holding ``env.py`` and ``versions/``: ``dbcore/_migrations``, inside the package."""
+    candidate = Path(__file__).resolve().parent / "_migrations"
+    if (candidate / "env.py").is_file():
+        return candidate
     raise FileNotFoundError("dbcore's migration scripts are missing from this installation; reinstall dbcore")
 
 
-def alembic_config(settings: Settings | None = None, *, connection: sa.Connection | None = None) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(migrations_dir()))
-    config.set_main_option("path_separator", "os")
+#: The ``[alembic]`` option of a project's alembic.ini naming the modules that hold its models.
+MODELS_OPTION = "dbcore_models"
+
+#: A project's alembic.ini (its path), or None for dbcore's own migrations alone.
+IniPath = str | Path | None
+
+
+def alembic_config(
+    settings: Settings | None = None, *, connection: sa.Connection | None = None, ini: IniPath = None
+) -> Config:
+    """The alembic configuration of dbcore's own migrations, or of a project's ``ini`` file.
+
+    A project's alembic.ini lists dbcore's revisions and its own in
+    ``version_locations`` (``dbcore:_migrations:versions``) and may name its model
+    modules in ``dbcore_models``; see docs/migrations.md.
+    """
+    if ini is None:
+        config = Config()
+        config.set_main_option("script_location", str(migrations_dir()))
+        config.set_main_option("path_separator", "os")
+    else:
+        path = Path(ini)
+        if not path.is_file():
+            raise MigrationError(f"no alembic configuration file at {str(path)!r}; give your project's alembic.ini")
+        config = Config(str(path))
     config.attributes["dbcore_settings"] = settings or Settings.from_env()
     if connection is not None:
         config.attributes["connection"] = connection
     return config
 
 
-def upgrade(settings: Settings | None = None, revision: str = "head", *, sql: bool = False) -> None:
+def project_registries(config: Config) -> list[Registry]:
+    """The registries of the declarative bases in the modules ``dbcore_models`` names (dbcore's own left out).
+
+    The modules are imported after alembic's ``prepend_sys_path`` was applied, so a
+    project's ``myapp.models`` imports from the folder of its alembic.ini.
+    """
+    names = (config.get_main_option(MODELS_OPTION) or "").replace(",", " ").split()
+    if not names:
+        return []
+    ScriptDirectory.from_config(config)  # applies prepend_sys_path
+    found: list[Registry] = []
+    for name in names:
+        try:
+            module = importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - any failure of the user's module is reported in one line
+            raise MigrationError(
+                f"{MODELS_OPTION} in {config.config_file_name} names {name!r}, which cannot be imported: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        for value in vars(module).values():
+            registry = getattr(value, "registry", None) if isinstance(value, type) else None
+            if isinstance(registry, Registry) and registry is not Base.registry and registry not in found:
+                found.append(registry)
+        if not found:
+            raise MigrationError(
+                f"{MODELS_OPTION} in {config.config_file_name} names {name!r}, which holds no declarative base "
+                "or model class (dbcore.make_base())"
+            )
+    return found
+
+
+def project_metadata(ini: IniPath = None) -> list[sa.MetaData]:
+    """dbcore's metadata, then that of the project's models (``dbcore_models`` of ``ini``)."""
+    if ini is None:
+        return [Base.metadata]
+    config = alembic_config(Settings(database_url="sqlite:///:memory:"), ini=ini)
+    return [Base.metadata, *(registry.metadata for registry in project_registries(config))]
+
+
+def upgrade(
+    settings: Settings | None = None, revision: str | None = None, *, sql: bool = False, ini: IniPath = None
+) -> None:
+    """Upgrade to ``revision``: by default ``head`` of dbcore's migrations, or every head (``heads``) of a project's."""
     settings = settings or Settings.from_env()
+    revision = revision or ("head" if ini is None else "heads")
     if not sql:
-        _refuse_foreign_history(settings)
-    with _revision_errors(revision):
-        command.upgrade(alembic_config(settings), revision, sql=sql)
+        _refuse_foreign_history(settings, ini)
+    with _revision_errors(revision, ini):
+        command.upgrade(alembic_config(settings, ini=ini), revision, sql=sql)
 
 
-def downgrade(settings: Settings | None = None, revision: str = "base") -> None:
+def downgrade(settings: Settings | None = None, revision: str = "base", *, ini: IniPath = None) -> None:
     settings = settings or Settings.from_env()
-    _refuse_foreign_history(settings)
-    with _revision_errors(revision):
-        command.downgrade(alembic_config(settings), revision)
+    _refuse_foreign_history(settings, ini)
+    with _revision_errors(revision, ini):
+        command.downgrade(alembic_config(settings, ini=ini), revision)
 
 
-def _script() -> ScriptDirectory:
-    return ScriptDirectory.from_config(alembic_config(Settings(database_url="sqlite:///:memory:")))
+def _script(ini: IniPath = None) -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config(Settings(database_url="sqlite:///:memory:"), ini=ini))
 
 
 def head_revision() -> str | None:
+    """The head of dbcore's own migrations."""
     return _script().get_current_head()
 
 
-def known_revisions() -> list[str]:
-    """dbcore's revision ids, oldest first."""
-    return [script.revision for script in reversed(list(_script().walk_revisions()))]
+def head_revisions(ini: IniPath = None) -> tuple[str, ...]:
+    """Every head: dbcore's one, or dbcore's and a project's branch with ``ini``."""
+    return tuple(_script(ini).get_heads())
+
+
+def known_revisions(ini: IniPath = None) -> list[str]:
+    """The revision ids of dbcore's migrations (with ``ini``, of the project's history too), oldest first."""
+    return [script.revision for script in reversed(list(_script(ini).walk_revisions()))]
 
 
 def _database_heads(settings: Settings) -> tuple[str, ...]:
@@ -117,22 +197,22 @@ def _database_heads(settings: Settings) -> tuple[str, ...]:
         engine.dispose()
 
 
-def foreign_revisions(settings: Settings | None = None) -> list[str]:
-    """Revisions the database records that dbcore's migrations do not hold, e.g. a downstream project's."""
-    return _not_dbcore_s(_database_heads(settings or Settings.from_env()))
+def foreign_revisions(settings: Settings | None = None, ini: IniPath = None) -> list[str]:
+    """Revisions the database records that the migrations do not hold, e.g. a downstream project's."""
+    return _unknown(_database_heads(settings or Settings.from_env()), ini)
 
 
-def _not_dbcore_s(revisions: tuple[str, ...]) -> list[str]:
-    known = set(known_revisions())
+def _unknown(revisions: tuple[str, ...], ini: IniPath) -> list[str]:
+    known = set(known_revisions(ini))
     return [revision for revision in revisions if revision not in known]
 
 
-def _refuse_foreign_history(settings: Settings) -> tuple[str, ...]:
-    """The database's heads; a MigrationError when some are not dbcore's, before alembic acts on a history it half knows."""
+def _refuse_foreign_history(settings: Settings, ini: IniPath = None) -> tuple[str, ...]:
+    """The database's heads; a MigrationError when some are unknown, before alembic acts on a history it half knows."""
     heads = _database_heads(settings)
-    foreign = _not_dbcore_s(heads)
+    foreign = _unknown(heads, ini)
     if foreign:
-        raise MigrationError(_foreign_message(settings, foreign))
+        raise MigrationError(_foreign_message(settings, foreign, ini))
     return heads
 
 
@@ -142,58 +222,88 @@ def current_revision(settings: Settings | None = None) -> str | None:
     return heads[0] if heads else None
 
 
-def pending_revisions(settings: Settings | None = None) -> list[str]:
-    """Revisions between the database's current one and head, oldest first."""
-    settings = settings or Settings.from_env()
-    current = current_revision(settings)
-    revisions = [rev.revision for rev in _script().iterate_revisions("head", current)]
-    return list(reversed(revisions))
+def current_heads(settings: Settings | None = None, ini: IniPath = None) -> tuple[str, ...]:
+    """The revisions the database is at: one for dbcore alone, one per branch for a project (``ini``)."""
+    return _refuse_foreign_history(settings or Settings.from_env(), ini)
 
 
-def missing_tables(settings: Settings | None = None) -> list[str]:
-    """dbcore's tables that the database lacks: all of them when it was never migrated."""
+def applied_revisions(settings: Settings | None = None, ini: IniPath = None) -> set[str]:
+    """Every revision the database has had applied: its heads and all they build on, dependencies included.
+
+    alembic_version keeps only heads: a project revision that depends on dbcore's
+    0002 stands for 0002 too.
+    """
+    script = _script(ini)
+    applied: set[str] = set()
+    for current in current_heads(settings or Settings.from_env(), ini):
+        applied.update(rev.revision for rev in script.iterate_revisions(current, "base"))
+    return applied
+
+
+def dbcore_revision(settings: Settings | None = None, ini: IniPath = None) -> str | None:
+    """The newest of dbcore's own revisions the database has, whatever project revision records it."""
+    applied = applied_revisions(settings, ini)
+    mine = [revision for revision in known_revisions() if revision in applied]
+    return mine[-1] if mine else None
+
+
+def pending_revisions(settings: Settings | None = None, ini: IniPath = None) -> list[str]:
+    """Revisions between the database's current ones and the heads, oldest first."""
+    applied = applied_revisions(settings, ini)
+    return [revision for revision in known_revisions(ini) if revision not in applied]
+
+
+def missing_tables(settings: Settings | None = None, ini: IniPath = None) -> list[str]:
+    """Tables of the models (dbcore's, and the project's with ``ini``) that the database lacks."""
+    wanted = {name for metadata in project_metadata(ini) for name in metadata.tables}
     engine = create_engine(settings or Settings.from_env(), poolclass=sa.pool.NullPool)
     try:
         present = set(sa.inspect(engine).get_table_names())
     finally:
         engine.dispose()
-    return sorted(set(Base.metadata.tables) - present)
+    return sorted(wanted - present)
 
 
 @contextmanager
-def _revision_errors(target: str) -> Iterator[None]:
-    """Turn alembic's errors into a MigrationError that names the revision in trouble and dbcore's revisions."""
+def _revision_errors(target: str, ini: IniPath = None) -> Iterator[None]:
+    """Turn alembic's errors into a MigrationError that names the revision in trouble and the known revisions."""
     try:
         yield
     except (CommandError, RevisionError) as exc:
-        raise MigrationError(_target_message(target, exc)) from exc
+        raise MigrationError(_target_message(target, exc, ini)) from exc
 
 
-def _foreign_message(settings: Settings, foreign: list[str]) -> str:
+def _foreign_message(settings: Settings, foreign: list[str], ini: IniPath) -> str:
     names = ", ".join(repr(revision) for revision in foreign)
+    if ini is not None:
+        return f"the database at {settings.masked_url} records revision {names}, which {str(ini)!r} does not hold"
     return (
         f"the database at {settings.masked_url} records revision {names}, which dbcore's migrations do not hold "
-        "(another project migrated it with dbcore's revisions and its own); run that project's alembic, whose "
-        "version_locations list dbcore's versions and its own, e.g. `alembic upgrade heads` (docs/migrations.md)"
+        "(another project migrated it with dbcore's revisions and its own); give that project's alembic.ini, "
+        "e.g. `dbcore migrate --alembic-ini alembic.ini`, or run its alembic, e.g. `alembic upgrade heads` "
+        "(docs/migrations.md)"
     )
 
 
-def _target_message(target: str, exc: Exception) -> str:
-    revisions = known_revisions()
-    known = f"base, {', '.join(revisions)} (head)" if revisions else "base"
+def _target_message(target: str, exc: Exception, ini: IniPath = None) -> str:
+    revisions = known_revisions(ini)
+    whose = "dbcore's migrations" if ini is None else repr(str(ini))
+    heads = set(head_revisions(ini))
+    listed = ", ".join(f"{rev} (head)" if rev in heads else rev for rev in revisions)
+    known = f"base, {listed}" if revisions else "base"
     cause = exc if isinstance(exc, RevisionError) else exc.__cause__
     if isinstance(cause, ResolutionError):
         return (
-            f"no revision {cause.argument!r} in dbcore's migrations; give one of {known}, "
+            f"no revision {cause.argument!r} in {whose}; give one of {known}, "
             "a step such as -1, or nothing for head"
         )
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(cause, RevisionError):
-        return f"cannot migrate to {target!r}: {reason}; dbcore's revisions are {known}"
+        return f"cannot migrate to {target!r}: {reason}; the revisions of {whose} are {known}"
     return f"cannot migrate to {target!r}: {reason}"
 
 
-def schema_drift(settings: Settings | None = None) -> list[Any]:
+def schema_drift(settings: Settings | None = None, ini: IniPath = None) -> list[Any]:
     """Differences between the migrated database and the models (empty when they agree), as ``alembic check`` sees them."""
 
     engine = create_engine(settings or Settings.from_env(), poolclass=sa.pool.NullPool)
@@ -203,7 +313,8 @@ def schema_drift(settings: Settings | None = None) -> list[Any]:
                 connection,
                 opts={"include_object": include_object, "compare_type": True, "compare_server_default": False},
             )
-            return list(compare_metadata(context, Base.metadata))
+            metadata = project_metadata(ini)
+            return list(compare_metadata(context, metadata if len(metadata) > 1 else metadata[0]))  # type: ignore[arg-type]
     finally:
         engine.dispose()
 
@@ -256,3 +367,85 @@ def prepare_connection(connection: sa.Connection) -> None:
     # End the transaction the probe began: alembic commits only a transaction it opened itself.
     connection.commit()
     connection.dialect.dbcore_pgvector = bool(available)  # type: ignore[attr-defined]
+
+
+# --- the alembic environment (``_migrations/env.py`` calls run_env) ----------------------------
+
+
+def run_env(*metadata: sa.MetaData) -> None:
+    """Run the migrations alembic asked for, online or offline, on a dbcore engine.
+
+    Called by ``env.py`` while alembic runs it, so ``alembic.context`` is live. The
+    models compared by autogenerate are dbcore's, those of the modules the ini's
+    ``dbcore_models`` names, and any ``metadata`` given (a project's own ``env.py``
+    may call ``run_env(MyBase.metadata)`` instead of naming its modules in the ini).
+    """
+    from alembic import context
+
+    target = [Base.metadata]
+    for extra in [*metadata, *(registry.metadata for registry in project_registries(context.config))]:
+        if extra not in target:
+            target.append(extra)
+    options = _env_options(target)
+    if context.is_offline_mode():
+        _run_migrations_offline(context, options)
+    else:
+        _run_migrations_online(context, options)
+
+
+def _env_settings(config: Config) -> Settings:
+    given = config.attributes.get("dbcore_settings")
+    return given if isinstance(given, Settings) else Settings.from_env()
+
+
+def _env_options(target: list[sa.MetaData]) -> dict[str, Any]:
+    return {
+        "target_metadata": target if len(target) > 1 else target[0],
+        "include_object": include_object,
+        "render_item": render_item,
+        "compare_type": True,
+        "compare_server_default": False,
+        "user_module_prefix": "dbcore.types.",
+    }
+
+
+def _run_migrations_offline(context: Any, options: dict[str, Any]) -> None:
+    config = context.config
+    url = config.attributes.get("dbcore_offline_url") or _env_settings(config).url
+    context.configure(url=url, literal_binds=True, dialect_opts={"paramstyle": "named"}, **options)
+    dialect = context.get_context().dialect
+    if dialect.name == "mssql" and not dialect.default_schema_name:
+        # Column comments become sp_addextendedproperty calls, which name the schema.
+        dialect.default_schema_name = "dbo"
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def _run_migrations_online(context: Any, options: dict[str, Any]) -> None:
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        _run_on(context, connection, options)
+        return
+    engine = create_engine(_env_settings(context.config), poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            _run_on(context, connection, options)
+    finally:
+        engine.dispose()
+
+
+def _run_on(context: Any, connection: sa.Connection, options: dict[str, Any]) -> None:
+    # Migrations run on a dbcore engine and may seed system tables: they hold the credentials.
+    previous = connection.get_execution_options().get(SYSTEM_EXECUTION_OPTION, False)
+    connection.execution_options(**{SYSTEM_EXECUTION_OPTION: True})
+    try:
+        prepare_connection(connection)
+        context.configure(
+            connection=connection,
+            render_as_batch=connection.dialect.name == "sqlite",
+            **options,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    finally:
+        connection.execution_options(**{SYSTEM_EXECUTION_OPTION: previous})

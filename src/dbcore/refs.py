@@ -4,7 +4,10 @@
 that inherits one of them:
 
 - ``person_id``: ``PK_TYPE``, ``ForeignKey("people.id")``, indexed, NOT NULL
-  (nullable in the optional mixin), no comment (keys carry none);
+  (nullable in the optional mixin), no comment (keys carry none); when
+  ``Person`` is on another base (``dbcore.Agent`` from a project's own
+  ``make_base()``), the key names the column object, which resolves across
+  ``MetaData``;
 - ``person``: a many-to-one relationship to ``Person``, with the backref
   ``Person.<plural of the referencing table>`` (``Person.notes``).
 
@@ -98,6 +101,18 @@ def _reverse_relationship(referencing: type, reverse: _Reverse) -> Any:
     )
 
 
+def _foreign_key(model: type, referencing: type, table: str) -> sa.ForeignKey:
+    """``ForeignKey("people.id")`` on one base; across bases (another ``MetaData``) the column itself.
+
+    A string is looked up in the referencing table's own metadata, where a table of
+    another base does not exist; the column object resolves across metadata.
+    """
+    target = getattr(model, "__table__", None)
+    if isinstance(target, sa.Table) and target.metadata is not getattr(referencing, "metadata", None):
+        return sa.ForeignKey(target.c.id)
+    return sa.ForeignKey(f"{table}.id")
+
+
 def _build(model: type, role: str | None, nullable: bool) -> type:
     table = _tablename(model)
     attribute = role or singularize(table)
@@ -105,7 +120,7 @@ def _build(model: type, role: str | None, nullable: bool) -> type:
 
     # No return annotations: declarative would evaluate them in the model's module.
     def fk_column(cls):  # type: ignore[no-untyped-def]
-        return mapped_column(PK_TYPE, sa.ForeignKey(f"{table}.id"), index=True, nullable=nullable)
+        return mapped_column(PK_TYPE, _foreign_key(model, cls, table), index=True, nullable=nullable)
 
     def reference(cls):  # type: ignore[no-untyped-def]
         _, _, backref_name = ref_names(model, _tablename(cls), role)

@@ -4,35 +4,41 @@
 and type map, but its own ``MetaData``, so importing this module never adds a
 table to ``dbcore.Base.metadata`` (dbcore's drift checks stay exact).
 
-A key to a dbcore table names the *column object* (``sa.ForeignKey(Agent.id)``),
-not the string ``"agents.id"``: a string is looked up in the referencing table's
-own metadata, where ``agents`` does not exist. The relationship names the class
-(``relationship(Agent, ...)``), so it resolves across the two registries, and its
-backref adds ``Agent.notes``.
+A reference to a dbcore table comes from :func:`dbcore.ref_mixins` as it does on
+one base: ``agent_id`` (a key to ``agents.id``, indexed, NOT NULL), ``Note.agent``
+and the backref ``Agent.notes``. Across bases the key names the column object,
+which resolves across the two ``MetaData``.
 """
 
 from __future__ import annotations
 
-import uuid
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, backref, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column
 
 import dbcore
-from dbcore import Agent, BaseMixin, UpdateMixin
+from dbcore import Agent, BaseMixin, UpdateMixin, ref_mixins
 
 __all__ = ["DownstreamBase", "Note"]
 
 DownstreamBase = dbcore.make_base("DownstreamBase")
 
 
-class Note(DownstreamBase, BaseMixin, UpdateMixin):
+if TYPE_CHECKING:
+    import uuid
+
+    class AgentRefMixin:
+        agent_id: Mapped[uuid.UUID]
+        agent: Mapped[Agent]
+else:
+    AgentRefMixin, _ = ref_mixins(Agent)
+
+
+class Note(DownstreamBase, BaseMixin, AgentRefMixin, UpdateMixin):
     """A note an agent keeps."""
 
     __tablename__ = "notes"
 
-    agent_id: Mapped[uuid.UUID] = mapped_column(dbcore.PK_TYPE, sa.ForeignKey(Agent.id), index=True)
     title: Mapped[str] = mapped_column(sa.Unicode(200), comment="Short title of the note.")
     body: Mapped[str] = mapped_column(sa.UnicodeText, default="", comment="Text of the note.")
-
-    agent: Mapped[Agent] = relationship(Agent, backref=backref("notes"))

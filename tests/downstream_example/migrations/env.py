@@ -21,81 +21,25 @@ The recipe
    needs no merge revision: upgrade with ``heads`` (plural), downgrade with
    ``base``.
 
-4. ``target_metadata`` is the list ``[dbcore.Base.metadata, DownstreamBase.metadata]``;
-   ``include_object``, ``render_item``, ``prepare_connection`` (creates pgvector
-   on PostgreSQL, which dbcore's 0001 relies on) and ``render_as_batch`` on
-   SQLite are dbcore's, as in dbcore's own env.
+4. The environment is dbcore's own, :func:`dbcore.migrate.run_env`, given the
+   project's metadata: autogenerate compares ``[dbcore.Base.metadata,
+   DownstreamBase.metadata]``, with dbcore's ``include_object``, ``render_item``,
+   ``prepare_connection`` (creates pgvector on PostgreSQL, which dbcore's 0001
+   relies on) and ``render_as_batch`` on SQLite. (docs/migrations.md's recipe
+   needs no env.py of its own: its alembic.ini names dbcore's environment and
+   the model modules, ``dbcore_models``; this example shows the other way.)
 
 The database URL comes from dbcore's settings (``DATABASE_URL``, ``POSTGRES_URL``,
 else the SQLite default), or from ``config.attributes["dbcore_settings"]`` when
 alembic is driven from Python.
 
 Because ``alembic_version`` then also holds the project's revision, dbcore's own
-command (``dbcore migrate``/``doctor``/``init``) no longer knows every row of it:
-migrate such a database with this env only.
+command (``dbcore migrate``/``doctor``/``init``) needs this alembic.ini to know
+every row of it: ``dbcore init --alembic-ini tests/downstream_example/alembic.ini``.
 """
 
-from __future__ import annotations
-
-from typing import Any
-
-from alembic import context
-from sqlalchemy.pool import NullPool
 from tests.downstream_example.models import DownstreamBase
 
-import dbcore.models  # noqa: F401  (registers dbcore's tables on dbcore.Base.metadata)
-from dbcore.base import Base
-from dbcore.config import Settings
-from dbcore.engine import create_engine
-from dbcore.migrate import include_object, prepare_connection, render_item
+from dbcore.migrate import run_env
 
-config = context.config
-target_metadata = [Base.metadata, DownstreamBase.metadata]
-
-
-def _settings() -> Settings:
-    given = config.attributes.get("dbcore_settings")
-    return given if isinstance(given, Settings) else Settings.from_env()
-
-
-def _options() -> dict[str, Any]:
-    return {
-        "target_metadata": target_metadata,
-        "include_object": include_object,
-        "render_item": render_item,
-        "compare_type": True,
-        "compare_server_default": False,
-        "user_module_prefix": "dbcore.types.",
-    }
-
-
-def run_migrations_offline() -> None:
-    context.configure(url=_settings().url, literal_binds=True, dialect_opts={"paramstyle": "named"}, **_options())
-    with context.begin_transaction():
-        context.run_migrations()
-
-
-def run_migrations_online() -> None:
-    connection = config.attributes.get("connection")
-    if connection is not None:
-        _run(connection)
-        return
-    engine = create_engine(_settings(), poolclass=NullPool)
-    try:
-        with engine.connect() as connection:
-            _run(connection)
-    finally:
-        engine.dispose()
-
-
-def _run(connection: Any) -> None:
-    prepare_connection(connection)
-    context.configure(connection=connection, render_as_batch=connection.dialect.name == "sqlite", **_options())
-    with context.begin_transaction():
-        context.run_migrations()
-
-
-if context.is_offline_mode():
-    run_migrations_offline()
-else:
-    run_migrations_online()
+run_env(DownstreamBase.metadata)

@@ -1,7 +1,7 @@
 """initial schema: every dbcore table, plus the pgvector HNSW index where pgvector exists
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-22
 """
 
