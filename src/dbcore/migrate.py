@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
+from alembic import command, context
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
@@ -380,8 +380,6 @@ def run_env(*metadata: sa.MetaData) -> None:
     ``dbcore_models`` names, and any ``metadata`` given (a project's own ``env.py``
     may call ``run_env(MyBase.metadata)`` instead of naming its modules in the ini).
     """
-    from alembic import context
-
     target = [Base.metadata]
     for extra in [*metadata, *(registry.metadata for registry in project_registries(context.config))]:
         if extra not in target:
