@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 import dbcore
 from dbcore import migrate, vectorsync
+from dbcore.base import Base
 from dbcore.cli import main
 from dbcore.config import ChromaSettings, PineconeSettings
 from dbcore.DB_Memories import EMBEDDING_DIMS, Memory, MemoryEmbedding, VectorOutbox
@@ -247,23 +248,34 @@ def test_push_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert vectorsync.sync(store).markers_cleared == 2 and store.count() == 2
 
 
-def test_session_joined_to_an_outer_transaction_leaves_its_markers_for_sync(tmp_path: Path) -> None:
+@pytest.mark.parametrize("database", ["file", "memory"])
+def test_session_joined_to_an_outer_transaction_pushes_nothing_before_it_commits(
+    database: str, tmp_path: Path
+) -> None:
+    # In memory, every connection of the engine is the same SQLite connection: a push
+    # would run inside the outer transaction, and could commit it.
+    url = "sqlite:///:memory:" if database == "memory" else f"sqlite:///{tmp_path / 'outer.sqlite3'}"
     settings = dbcore.Settings(
-        database_url=f"sqlite:///{tmp_path / 'outer.sqlite3'}",
-        vector_backend="chroma",
-        chroma=ChromaSettings(path=str(tmp_path / "chroma")),
+        database_url=url, vector_backend="chroma", chroma=ChromaSettings(path=str(tmp_path / "chroma"))
     )
-    parents = _migrate(settings)
+    engine = dbcore.get_engine(settings)
+    Base.metadata.create_all(engine)
+    with Session(engine) as session:
+        made = add_memory_parents(session, name="outer")
+        session.commit()
+    parents = {"agent_id": made["agent_id"], "entity_id": made["entity_id"], "room_id": made["room_ids"][0]}
     store = get_vector_store(settings)
-    with dbcore.get_engine(settings).connect() as conn:
+    with engine.connect() as conn:
         outer = conn.begin()
         with Session(bind=conn, join_transaction_mode="create_savepoint") as session:
             ids = add_memories(session, _memories(parents, 2), _vectors(2, 11))
             session.commit()  # releases a savepoint; the outer transaction is still open
         assert store.count() == 0
-        outer.commit()
-    assert _markers(settings) == sorted(map(str, ids)) and store.count() == 0
-    assert vectorsync.sync(store, settings=settings).markers_cleared == 2
+        assert conn.execute(sa.select(sa.func.count()).select_from(VectorOutbox)).scalar() == 2
+        outer.rollback()
+    assert _markers(settings) == [] and store.count() == 0
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).where(Memory.id.in_(ids))).scalar() == 0
 
 
 # --- ordering and concurrency ----------------------------------------------------------
