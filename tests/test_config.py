@@ -146,6 +146,7 @@ REFUSED = [
     ("vector_dims", "DBCORE_VECTOR_DIMS", 16001, "16001"),
     ("vector_dims", "DBCORE_VECTOR_DIMS", False, "384d"),
     ("vector_backend", "DBCORE_VECTOR_BACKEND", "faiss", "faiss"),
+    ("vector_push_on_commit", "DBCORE_VECTOR_PUSH_ON_COMMIT", "no", "later"),
 ]
 
 
@@ -218,6 +219,8 @@ def test_values_at_the_limits_are_accepted() -> None:
     read = Settings.from_env({"DBCORE_RETRY_ATTEMPTS": " ", "DBCORE_POOL_RECYCLE": "-1", "DBCORE_ECHO": "ON"})
     assert (read.retry_attempts, read.pool_recycle, read.echo) == (None, -1, True)
     assert Settings.from_env({"DBCORE_VECTOR_BACKEND": " Chroma "}).vector_backend == "chroma"
+    assert Settings.from_env({}).vector_push_on_commit is True
+    assert Settings.from_env({"DBCORE_VECTOR_PUSH_ON_COMMIT": "off"}).vector_push_on_commit is False
 
 
 def test_unknown_vector_backend_names_the_variable() -> None:

@@ -60,8 +60,11 @@ def ours(migrated: dbcore.Settings) -> Engine:
 
 @pytest.fixture
 def outbox_engine(migrated: dbcore.Settings) -> Iterator[Engine]:
-    """A dbcore engine configured for an external vector store: it writes outbox markers."""
-    engine = dbcore.create_engine(dataclasses.replace(migrated, vector_backend="chroma"))
+    """A dbcore engine configured for an external vector store: it writes outbox markers.
+
+    Commits do not push them (tests/test_vector_push.py covers that), so they stay to be looked at.
+    """
+    engine = dbcore.create_engine(dataclasses.replace(migrated, vector_backend="chroma", vector_push_on_commit=False))
     yield engine
     engine.dispose()
 

@@ -143,7 +143,10 @@ def _prepare(settings: dbcore.Settings) -> tuple[Engine, dict[str, Any]]:
 
 @pytest.fixture
 def db(backend: str, tmp_path: Path) -> Iterator[tuple[Engine, dict[str, Any]]]:
-    settings = dbcore.Settings(database_url=f"sqlite:///{tmp_path / 'sync.sqlite3'}", vector_backend=backend)
+    # These tests drive sync() themselves: commits leave their markers (tests/test_vector_push.py covers the push).
+    settings = dbcore.Settings(
+        database_url=f"sqlite:///{tmp_path / 'sync.sqlite3'}", vector_backend=backend, vector_push_on_commit=False
+    )
     engine, parents = _prepare(settings)
     yield engine, parents
     engine.dispose()
@@ -355,6 +358,7 @@ def test_cli_vectors_verify_sync_reindex(
     monkeypatch.setenv("DBCORE_VECTOR_BACKEND", "chroma")
     monkeypatch.setenv("DBCORE_CHROMA_PATH", str(tmp_path / "chroma"))
     monkeypatch.delenv("DBCORE_CHROMA_HOST", raising=False)
+    monkeypatch.setenv("DBCORE_VECTOR_PUSH_ON_COMMIT", "0")  # leave the markers for the commands to handle
     settings = dbcore.Settings.from_env()
     engine, parents = _prepare(settings)
     ids = _add(engine, parents, count=12)
@@ -391,7 +395,7 @@ def test_cli_vectors_integrated_has_nothing_to_do(
 def test_outbox_markers_commit_and_roll_back_with_the_rows(settings: dbcore.Settings) -> None:
     import dataclasses
 
-    outboxed = dataclasses.replace(settings, vector_backend="chroma")
+    outboxed = dataclasses.replace(settings, vector_backend="chroma", vector_push_on_commit=False)
     engine, parents = _prepare(outboxed)
     try:
         ids = _add(engine, parents, count=5)

@@ -172,6 +172,15 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError(raw)
 
 
+def _bool_rule(variable: str) -> _Rule:
+    return _Rule(
+        variable,
+        "must be a boolean (True/False; in the environment 1/0, true/false, yes/no, on/off)",
+        _parse_bool,
+        lambda value: isinstance(value, bool),
+    )
+
+
 def _text_rule(variable: str, *, strip: bool = True, secret: bool = False) -> _Rule:
     return _Rule(
         variable,
@@ -191,12 +200,7 @@ _SETTINGS_RULES: dict[str, _Rule] = {
     "pool_timeout": _seconds_rule("DBCORE_POOL_TIMEOUT"),
     "pool_recycle": _whole_rule("DBCORE_POOL_RECYCLE", -1, note=" seconds (-1: never recycle)"),
     "connect_timeout": _seconds_rule("DBCORE_CONNECT_TIMEOUT"),
-    "echo": _Rule(
-        "DBCORE_ECHO",
-        "must be a boolean (True/False; in the environment 1/0, true/false, yes/no, on/off)",
-        _parse_bool,
-        lambda value: isinstance(value, bool),
-    ),
+    "echo": _bool_rule("DBCORE_ECHO"),
     "retry_attempts": _whole_rule(
         "DBCORE_RETRY_ATTEMPTS",
         1,
@@ -212,6 +216,7 @@ _SETTINGS_RULES: dict[str, _Rule] = {
         lambda raw: raw.strip().lower(),
         lambda value: isinstance(value, str) and value in _VECTOR_BACKENDS,
     ),
+    "vector_push_on_commit": _bool_rule("DBCORE_VECTOR_PUSH_ON_COMMIT"),
     "system_api_key": _Rule(
         "DBCORE_SYSTEM_API_KEY",
         "must be a non-empty string, or None",
@@ -427,6 +432,9 @@ class Settings:
 
     The password of ``database_url`` never appears in ``repr()`` or errors.
     ``retry_attempts=None`` (the default) leaves retries bounded by ``retry_max_seconds`` alone.
+    ``vector_push_on_commit`` (``DBCORE_VECTOR_PUSH_ON_COMMIT``, default true): with an
+    external vector store, a session's COMMIT sends the memories it changed to the store
+    (see :mod:`dbcore.vector_push`); false leaves them all to ``dbcore vectors sync``.
     """
 
     database_url: str = field(repr=False)
@@ -441,6 +449,7 @@ class Settings:
     sqlite_busy_timeout_ms: int = 5000
     vector_dims: int = DEFAULT_VECTOR_DIMS
     vector_backend: str = "integrated"
+    vector_push_on_commit: bool = True
     system_api_key: str | None = field(default=None, repr=False)
     chroma: ChromaSettings = field(default_factory=ChromaSettings)
     pinecone: PineconeSettings = field(default_factory=PineconeSettings, repr=False)

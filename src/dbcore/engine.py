@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool, StaticPool
 
-from dbcore import hooks
+from dbcore import hooks, vector_push
 from dbcore.config import Settings
 
 __all__ = ["create_engine", "get_engine", "dispose_engines"]
@@ -87,9 +87,13 @@ def get_engine(settings: Settings | None = None) -> Engine:
 
 
 def dispose_engines() -> None:
-    """Dispose every cached engine and forget it (the next get_sessionmaker() call makes factories for the new engine)."""
+    """Dispose every cached engine and forget it (the next get_sessionmaker() call makes factories for the new engine).
+
+    The vector stores that commits push to are closed and forgotten too.
+    """
     with _engines_lock:
         engines = list(_engines.values())
         _engines.clear()
     for engine in engines:
         engine.dispose()
+    vector_push.close_stores()

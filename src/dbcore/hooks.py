@@ -27,8 +27,15 @@ soft-delete filter          Session ``do_orm_execute``  hides ``SoftDeleteMixin`
                                                         SELECTs unless ``include_deleted=True``
 outbox markers              Session ``after_flush``     with an external vector store: one
                             and ``do_orm_execute``      ``vector_outbox`` row per memory changed
-                                                        by a flush or a bulk UPDATE/DELETE
+                                                        by a flush or a bulk UPDATE/DELETE, noted
+                                                        in ``session.info``
                                                         (:mod:`dbcore.vector_changes`)
+push after commit           Session ``after_commit``,   after the outermost COMMIT, sends the
+                            ``after_transaction_end``   memories whose markers the session wrote
+                                                        to the store and deletes those markers;
+                                                        a failure is logged, the markers wait for
+                                                        sync (:mod:`dbcore.vector_push`); runs
+                                                        before the post-save hooks
 post-save / transitions     Session ``after_flush``,    records flushed changes and runs the
                             ``after_commit``,           :func:`~dbcore.on_saved` and
                             ``after_soft_rollback``,    :func:`~dbcore.on_transition` hooks after
@@ -75,12 +82,13 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import UnboundExecutionError
 from sqlalchemy.orm import Mapper, ORMExecuteState, Session, SessionTransaction, UOWTransaction, object_session
 
-from dbcore import dialects, events, security, vector_changes
+from dbcore import dialects, events, security, vector_changes, vector_push
 from dbcore.base import Base, BaseModel
 from dbcore.config import Settings
 from dbcore.DB_Memories import Memory
 from dbcore.Mixins import INCLUDE_DELETED, SoftDeleteMixin, UpdateMixin
 from dbcore.types import utcnow, value_check
+from dbcore.vector_changes import outbox_enabled
 
 __all__ = ["attach", "track_embedding_writes", "is_dbcore_engine", "outbox_enabled"]
 
@@ -89,8 +97,6 @@ _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 _pools: weakref.WeakSet[Any] = weakref.WeakSet()
 _counting: weakref.WeakSet[Engine] = weakref.WeakSet()
 _MEMORY_MAPPER = sa.inspect(Memory)
-_outbox: weakref.WeakSet[Engine] = weakref.WeakSet()
-_outbox_pools: weakref.WeakSet[Any] = weakref.WeakSet()
 # Which session owns a dbcore connection (set when its transaction begins, cleared when it ends).
 _connection_owners: weakref.WeakKeyDictionary[Connection, Session] = weakref.WeakKeyDictionary()
 _owned_connections: weakref.WeakKeyDictionary[Session, list[Connection]] = weakref.WeakKeyDictionary()
@@ -134,8 +140,7 @@ def attach(engine: Engine, settings: Settings) -> None:
     event.listen(engine, "before_execute", _guard_system_tables)
     track_embedding_writes(engine)
     if settings.vector_backend != "integrated":
-        _outbox.add(engine)
-        _outbox_pools.add(engine.pool)
+        vector_changes.enable_outbox(engine, settings)
     _engines.add(engine)
     _pools.add(engine.pool)
 
@@ -179,12 +184,6 @@ def is_dbcore_engine(bind: Any) -> bool:
     return engine is not None and (engine in _engines or engine.pool in _pools)
 
 
-def outbox_enabled(bind: Any) -> bool:
-    """Whether writes through ``bind`` record outbox markers (an external vector store is configured)."""
-    engine = _engine_of(bind)
-    return engine is not None and (engine in _outbox or engine.pool in _outbox_pools)
-
-
 def _bound_to_dbcore(session: Session, **bind_arguments: Any) -> bool:
     try:
         return is_dbcore_engine(session.get_bind(**bind_arguments))
@@ -212,7 +211,7 @@ def _on_orm_execute(state: ORMExecuteState) -> None:
         _hide_soft_deleted(state)
     elif state.is_insert or state.is_update or state.is_delete:
         security.check_statement(state)
-        if _outbox and (state.is_update or state.is_delete):
+        if vector_changes.any_outbox() and (state.is_update or state.is_delete):
             _bulk_outbox_markers(state)
 
 
@@ -233,24 +232,26 @@ def _bulk_outbox_markers(state: ORMExecuteState) -> None:
     connection = state.session.connection(bind_arguments=state.bind_arguments)
     if outbox_enabled(connection):
         ids = vector_changes.matching_ids(connection, state.statement, column)
-        vector_changes.record_outbox(connection, ids, "delete" if state.is_delete else "upsert")
+        markers = vector_changes.record_outbox(connection, ids, "delete" if state.is_delete else "upsert")
+        vector_changes.note_markers(state.session, connection, markers)
 
 
 @event.listens_for(Session, "after_flush")
 def _after_flush(session: Session, _flush_context: UOWTransaction) -> None:
-    if _outbox and _bound_to_dbcore(session, mapper=_MEMORY_MAPPER):
+    if vector_changes.any_outbox() and _bound_to_dbcore(session, mapper=_MEMORY_MAPPER):
         connection = session.connection(bind_arguments={"mapper": _MEMORY_MAPPER})
         if outbox_enabled(connection):
             by_op: dict[str, list[uuid.UUID]] = {}
             for memory_id, op in vector_changes.flush_markers(session).items():
                 by_op.setdefault(op, []).append(memory_id)
             for op, ids in by_op.items():
-                vector_changes.record_outbox(connection, ids, op)
+                vector_changes.note_markers(session, connection, vector_changes.record_outbox(connection, ids, op))
     events.record_flush(session, lambda obj: _object_bound_to_dbcore(session, obj))
 
 
 @event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
+    vector_push.push_committed(session)  # first, so that post-save hooks can search the store
     events.run_after_commit(session)
 
 
@@ -270,6 +271,7 @@ def _note_connection_owner(session: Session, _transaction: SessionTransaction, c
 def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:
         events.discard_pending(session)
+        vector_changes.forget_markers(session)
         # A connection lent to the session (Session(bind=connection)) is bare again afterwards.
         for connection in _owned_connections.pop(session, ()):
             if _connection_owners.get(connection) is session:

@@ -22,9 +22,8 @@ from sqlalchemy.orm import Session
 
 from dbcore.DB_Memories import Memory, MemoryEmbedding, MemoryKind
 from dbcore.errors import ValidationError
-from dbcore.hooks import outbox_enabled
 from dbcore.types import new_uuid, utcnow, vector_values
-from dbcore.vector_changes import record_outbox
+from dbcore.vector_changes import note_markers, outbox_enabled, record_outbox
 
 __all__ = [
     "add_memories",
@@ -164,7 +163,7 @@ def add_memories(
                 ],
             )
             if outbox_enabled(connection):
-                record_outbox(connection, ids, "upsert")
+                note_markers(session, connection, record_outbox(connection, ids, "upsert"))
     return ids
 
 
@@ -202,5 +201,5 @@ def delete_memories(session: Session, ids: Sequence[uuid.UUID]) -> int:
             connection.execute(_ME.delete().where(_ME.c.memory_id.in_(part)))
             deleted += connection.execute(_MEM.delete().where(_MEM.c.id.in_(part))).rowcount
         if outbox_enabled(connection):
-            record_outbox(connection, memory_ids, "delete")
+            note_markers(session, connection, record_outbox(connection, memory_ids, "delete"))
     return deleted

@@ -18,19 +18,26 @@ change, one ``vector_outbox`` row per memory whose embedding, metadata or
 existence changed (session hooks in :mod:`dbcore.hooks` call the functions here). ``dbcore.vectorsync.sync()`` brings the store up to the rows'
 current state and clears the markers it handled. Bulk UPDATE/DELETE statements
 through a Session are covered too (the affected memory ids are read first).
+
+A session also notes, in its ``info``, the markers it wrote and on which
+connection (:func:`note_markers`), so that after its COMMIT
+:mod:`dbcore.vector_push` sends those memories to the store at once; the markers
+are the fallback for a push that fails or never runs.
 """
 
 from __future__ import annotations
 
 import uuid
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import UpdateBase
 
+from dbcore.config import Settings
 from dbcore.DB_Memories import EmbeddingVersion, Memory, MemoryEmbedding, VectorOutbox
 from dbcore.types import new_uuid, utcnow
 
@@ -39,7 +46,14 @@ __all__ = [
     "bump_embedding_version",
     "lock_embedding_version",
     "embedding_version",
+    "enable_outbox",
+    "any_outbox",
+    "outbox_enabled",
+    "outbox_settings",
     "record_outbox",
+    "note_markers",
+    "noted_markers",
+    "forget_markers",
     "flush_markers",
     "target_table",
     "memory_id_column",
@@ -49,6 +63,36 @@ __all__ = [
 EMBEDDINGS_TABLE = "memory_embeddings"
 _VERSIONS: sa.Table = EmbeddingVersion.__table__  # type: ignore[assignment]
 _OUTBOX: sa.Table = VectorOutbox.__table__  # type: ignore[assignment]
+_NOTED = "dbcore.vector_changes.markers"
+
+# The settings of each engine that records markers. engine.execution_options(...) makes a new
+# Engine on the same pool, and engine.dispose() gives an engine a new pool: both are looked up.
+_outbox_engines: weakref.WeakKeyDictionary[Engine, Settings] = weakref.WeakKeyDictionary()
+_outbox_pools: weakref.WeakKeyDictionary[Any, Settings] = weakref.WeakKeyDictionary()
+
+
+def enable_outbox(engine: Engine, settings: Settings) -> None:
+    """Make writes through ``engine`` record outbox markers for the store ``settings`` configure."""
+    _outbox_engines[engine] = settings
+    _outbox_pools[engine.pool] = settings
+
+
+def any_outbox() -> bool:
+    """Whether any engine records markers (the session hooks skip their outbox work when none does)."""
+    return bool(_outbox_engines)
+
+
+def outbox_settings(bind: Any) -> Settings | None:
+    """The settings of the engine of ``bind`` (an Engine or a Connection) if it records markers, else None."""
+    engine = getattr(bind, "engine", None)
+    if engine is None:
+        return None
+    return _outbox_engines.get(engine) or _outbox_pools.get(engine.pool)
+
+
+def outbox_enabled(bind: Any) -> bool:
+    """Whether writes through ``bind`` record outbox markers (an external vector store is configured)."""
+    return outbox_settings(bind) is not None
 
 
 def bump_embedding_version(connection: Connection, name: str = EMBEDDINGS_TABLE) -> None:
@@ -79,16 +123,37 @@ def target_table(statement: Any) -> str | None:
     return None
 
 
-def record_outbox(connection: Connection, memory_ids: Iterable[uuid.UUID], op: str = "upsert") -> int:
-    """Insert one outbox marker per distinct memory id; return how many."""
+def record_outbox(connection: Connection, memory_ids: Iterable[uuid.UUID], op: str = "upsert") -> list[uuid.UUID]:
+    """Insert one outbox marker per distinct memory id; return the markers' ids."""
     now = utcnow()
+    marker_ids: dict[uuid.UUID, uuid.UUID] = {memory_id: new_uuid() for memory_id in memory_ids}
     rows = [
-        {"id": new_uuid(), "memory_id": memory_id, "op": op, "created_at": now}
-        for memory_id in dict.fromkeys(memory_ids)
+        {"id": marker_id, "memory_id": memory_id, "op": op, "created_at": now}
+        for memory_id, marker_id in marker_ids.items()
     ]
     if rows:
         connection.execute(_OUTBOX.insert(), rows)
-    return len(rows)
+    return list(marker_ids.values())
+
+
+def note_markers(session: Session, connection: Connection, marker_ids: Iterable[uuid.UUID]) -> None:
+    """Remember that ``session`` wrote these markers on ``connection`` (pushed after its COMMIT).
+
+    Markers of a savepoint that rolls back stay noted: the rollback removed their
+    rows, and the push sends only markers whose rows are still there.
+    """
+    noted: dict[Connection, list[uuid.UUID]] = session.info.setdefault(_NOTED, {})
+    noted.setdefault(connection, []).extend(marker_ids)
+
+
+def noted_markers(session: Session) -> dict[Connection, list[uuid.UUID]]:
+    """Take the markers ``session`` noted, by connection (they are forgotten)."""
+    return session.info.pop(_NOTED, None) or {}
+
+
+def forget_markers(session: Session) -> None:
+    """Forget the noted markers: the transaction ended without a COMMIT that pushes them."""
+    session.info.pop(_NOTED, None)
 
 
 def flush_markers(session: Session) -> dict[uuid.UUID, str]:

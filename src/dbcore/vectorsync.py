@@ -5,12 +5,17 @@ dbcore engine configured for an external store writes an outbox marker in the
 same transaction (see :mod:`dbcore.vector_changes`), so a committed change always
 leaves either the store updated or a marker saying it is not yet.
 
-:func:`sync` takes the markers in batches, reads each named memory's *current*
-state (embedding and metadata, or absent), upserts the present ones and deletes
-the absent ones in the store, and only then deletes the markers it read. A store
-failure at any point leaves the markers, so the next sync redoes the work (every
-step is idempotent). A marker written meanwhile by another transaction is a
-different row and stays for the next run.
+A session's COMMIT already pushes the memories it changed
+(:mod:`dbcore.vector_push`); :func:`sync` finishes what is left: pushes that
+failed, Core writes on bare connections, or every change when
+``DBCORE_VECTOR_PUSH_ON_COMMIT`` is false. It takes the markers in batches and hands
+each to :func:`dbcore.vector_push.push_markers`, which reads each named memory's
+*current* state (embedding and metadata, or absent), upserts the present ones and
+deletes the absent ones in the store, and only then deletes the markers it read
+(but those of a memory that changed during the push). A store failure at any
+point leaves the markers, so the next sync redoes the work (every step is
+idempotent). A marker written meanwhile by another transaction is a different
+row and stays for the next run.
 
 :func:`verify` compares the ids on both sides; :func:`reindex` rebuilds the store
 from the rows (and removes ids the rows do not have).
@@ -32,6 +37,7 @@ from dbcore.DB_Memories import Memory, MemoryEmbedding, VectorOutbox
 from dbcore.engine import get_engine
 from dbcore.errors import ValidationError
 from dbcore.memories import memory_records
+from dbcore.vector_push import push_markers
 from dbcore.vectorstores.base import VectorStore, chunked
 
 __all__ = ["SyncReport", "DriftReport", "ReindexReport", "sync", "verify", "reindex", "memory_records", "Progress"]
@@ -135,27 +141,19 @@ def sync(
                 .order_by(_OUTBOX.c.created_at, _OUTBOX.c.id)
                 .limit(batch_size)
             ).all()
-            if not markers:
-                break
-            memory_ids = list(dict.fromkeys(m.memory_id for m in markers))
-            records = memory_records(conn, memory_ids)
-        present = {r[0] for r in records}
-        absent = [str(i) for i in memory_ids if str(i) not in present]
+        if not markers:
+            break
         try:
-            if records:
-                store.upsert(records)
-            if absent:
-                store.delete(ids=absent)
+            pushed = push_markers(engine, store, markers)
         except Exception as exc:  # noqa: BLE001 - the store failed; the markers stay for the next run
             report.error = f"{type(exc).__name__}: {exc}"
             log.warning("vector sync stopped, %d marker(s) kept: %s", len(markers), report.error)
             break
-        with engine.begin() as conn:
-            for part in chunked([m.id for m in markers], _IN_CHUNK):
-                conn.execute(_OUTBOX.delete().where(_OUTBOX.c.id.in_(part)))
-        report.upserted += len(records)
-        report.deleted += len(absent)
-        report.markers_cleared += len(markers)
+        report.upserted += pushed.upserted
+        report.deleted += pushed.deleted
+        report.markers_cleared += pushed.markers_cleared
+        if pushed.markers_cleared == 0:
+            break  # every memory of the batch changed meanwhile: its new markers are for the next run
     with engine.connect() as conn:
         report.pending = _pending_count(conn)
     return report
