@@ -12,18 +12,22 @@ from __future__ import annotations
 import enum
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import timezone
 from typing import Any
 
-import numpy as np
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from dbcore.DB_Memories import Memory, MemoryEmbedding, MemoryKind
 from dbcore.errors import ValidationError
 from dbcore.types import new_uuid, utcnow, vector_values
-from dbcore.vector_changes import note_markers, outbox_enabled, record_outbox
+from dbcore.vector_changes import (
+    MEMORY_METADATA_COLUMNS,
+    memory_metadata,
+    memory_records,
+    note_markers,
+    outbox_enabled,
+    record_outbox,
+)
 
 __all__ = [
     "add_memories",
@@ -36,35 +40,10 @@ __all__ = [
 
 _MEM: sa.Table = Memory.__table__  # type: ignore[assignment]
 _ME: sa.Table = MemoryEmbedding.__table__  # type: ignore[assignment]
-#: The memories columns every vector store's metadata is made of (see memory_metadata).
-MEMORY_METADATA_COLUMNS = (
-    _MEM.c.agent_id,
-    _MEM.c.entity_id,
-    _MEM.c.room_id,
-    _MEM.c.world_id,
-    _MEM.c.kind,
-    _MEM.c.created_at,
-    _MEM.c.metadata,
-)
 _REQUIRED = ("agent_id", "entity_id", "room_id", "kind")
 _OPTIONAL = ("id", "world_id", "parent_id", "content", "metadata", "created_at", "is_unique", "embedding")
 _CHUNK = 500
 _EMBEDDING_COLUMN = "memory_embeddings.embedding"
-
-
-def memory_metadata(
-    agent_id: Any, entity_id: Any, room_id: Any, world_id: Any, kind: Any, created_at: Any, meta: Any
-) -> dict[str, Any]:
-    """The metadata a memory carries in every vector store (memory fields win over same-named meta keys)."""
-    out: dict[str, Any] = dict(meta) if isinstance(meta, dict) else {}
-    fields = {"agent_id": agent_id, "entity_id": entity_id, "room_id": room_id, "world_id": world_id}
-    for key, value in fields.items():
-        out.pop(key, None)
-        if value is not None:
-            out[key] = value
-    out["kind"] = MemoryKind(kind).name.lower()
-    out["created_at"] = created_at if created_at.tzinfo else created_at.replace(tzinfo=timezone.utc)
-    return out
 
 
 def as_memory_kind(value: Any) -> MemoryKind:
@@ -165,20 +144,6 @@ def add_memories(
             if outbox_enabled(connection):
                 note_markers(session, connection, record_outbox(connection, ids, "upsert"))
     return ids
-
-
-def memory_records(conn: Connection, memory_ids: Sequence[uuid.UUID]) -> list[tuple[str, np.ndarray, dict[str, Any]]]:
-    """``(id, float32 vector, metadata)`` of those memories that have an embedding, as vector stores hold them."""
-    records = []
-    for start in range(0, len(memory_ids), _CHUNK):
-        query = (
-            sa.select(_ME.c.memory_id, _ME.c.embedding, *MEMORY_METADATA_COLUMNS)
-            .join(_MEM, _MEM.c.id == _ME.c.memory_id)
-            .where(_ME.c.memory_id.in_(memory_ids[start : start + _CHUNK]))
-        )
-        for row in conn.execute(query):
-            records.append((str(row[0]), np.asarray(row[1], dtype=np.float32), memory_metadata(*row[2:])))
-    return records
 
 
 def delete_memories(session: Session, ids: Sequence[uuid.UUID]) -> int:

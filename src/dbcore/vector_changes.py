@@ -29,19 +29,24 @@ from __future__ import annotations
 
 import uuid
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import timezone
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import UpdateBase
 
 from dbcore.config import Settings
-from dbcore.DB_Memories import EmbeddingVersion, Memory, MemoryEmbedding, VectorOutbox
+from dbcore.DB_Memories import EmbeddingVersion, Memory, MemoryEmbedding, MemoryKind, VectorOutbox
 from dbcore.types import new_uuid, utcnow
 
 __all__ = [
+    "MEMORY_METADATA_COLUMNS",
+    "memory_metadata",
+    "memory_records",
     "EMBEDDINGS_TABLE",
     "bump_embedding_version",
     "lock_embedding_version",
@@ -189,3 +194,49 @@ def matching_ids(connection: Connection, statement: Any, column: sa.ColumnElemen
     if statement.whereclause is not None:
         query = query.where(statement.whereclause)
     return list(connection.execute(query).scalars())
+
+
+# --- what a vector store holds of a memory (memories, the stores and the push read it) ------------
+
+_MEMORIES: sa.Table = Memory.__table__  # type: ignore[assignment]
+_EMBEDDINGS: sa.Table = MemoryEmbedding.__table__  # type: ignore[assignment]
+_RECORDS_CHUNK = 500
+#: The memories columns every vector store's metadata is made of (see memory_metadata).
+MEMORY_METADATA_COLUMNS = (
+    _MEMORIES.c.agent_id,
+    _MEMORIES.c.entity_id,
+    _MEMORIES.c.room_id,
+    _MEMORIES.c.world_id,
+    _MEMORIES.c.kind,
+    _MEMORIES.c.created_at,
+    _MEMORIES.c.metadata,
+)
+
+
+def memory_metadata(
+    agent_id: Any, entity_id: Any, room_id: Any, world_id: Any, kind: Any, created_at: Any, meta: Any
+) -> dict[str, Any]:
+    """The metadata a memory carries in every vector store (memory fields win over same-named meta keys)."""
+    out: dict[str, Any] = dict(meta) if isinstance(meta, dict) else {}
+    fields = {"agent_id": agent_id, "entity_id": entity_id, "room_id": room_id, "world_id": world_id}
+    for key, value in fields.items():
+        out.pop(key, None)
+        if value is not None:
+            out[key] = value
+    out["kind"] = MemoryKind(kind).name.lower()
+    out["created_at"] = created_at if created_at.tzinfo else created_at.replace(tzinfo=timezone.utc)
+    return out
+
+
+def memory_records(conn: Connection, memory_ids: Sequence[uuid.UUID]) -> list[tuple[str, np.ndarray, dict[str, Any]]]:
+    """``(id, float32 vector, metadata)`` of those memories that have an embedding, as vector stores hold them."""
+    records = []
+    for start in range(0, len(memory_ids), _RECORDS_CHUNK):
+        query = (
+            sa.select(_EMBEDDINGS.c.memory_id, _EMBEDDINGS.c.embedding, *MEMORY_METADATA_COLUMNS)
+            .join(_MEMORIES, _MEMORIES.c.id == _EMBEDDINGS.c.memory_id)
+            .where(_EMBEDDINGS.c.memory_id.in_(memory_ids[start : start + _RECORDS_CHUNK]))
+        )
+        for row in conn.execute(query):
+            records.append((str(row[0]), np.asarray(row[1], dtype=np.float32), memory_metadata(*row[2:])))
+    return records
