@@ -30,9 +30,9 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -41,10 +41,10 @@ from sqlalchemy.orm import Session
 
 from dbcore.config import Settings
 from dbcore.DB_Memories import VectorOutbox
-from dbcore.memories import memory_records
-from dbcore.vector_changes import noted_markers, outbox_settings
-from dbcore.vectorstores import VectorStore, get_vector_store
-from dbcore.vectorstores.base import chunked
+from dbcore.vector_changes import memory_records, noted_markers, outbox_settings
+
+if TYPE_CHECKING:
+    from dbcore.vectorstores import VectorStore
 
 __all__ = ["Pushed", "push_markers", "push_committed", "commit_store", "close_stores"]
 
@@ -85,7 +85,7 @@ def push_markers(engine: Engine, store: VectorStore, markers: Sequence[Any]) -> 
     with engine.begin() as conn:
         moved = _changed_since(conn, memory_ids, records)
         done = [m.id for m in markers if str(m.memory_id) not in moved]
-        for part in chunked(done, _IN_CHUNK):
+        for part in _slices(done):
             conn.execute(_OUTBOX.delete().where(_OUTBOX.c.id.in_(part)))
     return Pushed(upserted=len(records), deleted=len(absent), markers_cleared=len(done))
 
@@ -121,7 +121,7 @@ def _push_after_commit(engine: Engine, settings: Settings, marker_ids: Sequence[
     try:
         with engine.connect() as conn:
             markers: list[Any] = []
-            for part in chunked(list(marker_ids), _IN_CHUNK):
+            for part in _slices(list(marker_ids)):
                 query = sa.select(_OUTBOX.c.id, _OUTBOX.c.memory_id).where(_OUTBOX.c.id.in_(part))
                 markers.extend(conn.execute(query).all())
         if markers:
@@ -142,6 +142,11 @@ def _without_secrets(text: str, settings: Settings) -> str:
     return text
 
 
+def _slices(items: list[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(items), _IN_CHUNK):
+        yield items[start : start + _IN_CHUNK]
+
+
 def commit_store(settings: Settings) -> VectorStore:
     """The store that commits on an engine of ``settings`` push to (built once; a failed build is retried)."""
     store = _stores.get(settings)
@@ -149,6 +154,10 @@ def commit_store(settings: Settings) -> VectorStore:
         with _stores_lock:
             store = _stores.get(settings)
             if store is None:
+                # The one import upward (docs/architecture.md): the store's backend, and its SDK,
+                # load when the first commit needs them, not with every dbcore engine.
+                from dbcore.vectorstores import get_vector_store
+
                 store = get_vector_store(settings)
                 _stores[settings] = store
     return store
