@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import uuid
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import sqlalchemy as sa
@@ -44,6 +44,7 @@ from dbcore.DB_Memories import EmbeddingVersion, Memory, MemoryEmbedding, Memory
 from dbcore.types import new_uuid, utcnow
 
 __all__ = [
+    "chunked",
     "MEMORY_METADATA_COLUMNS",
     "memory_metadata",
     "memory_records",
@@ -66,6 +67,7 @@ __all__ = [
 ]
 
 EMBEDDINGS_TABLE = "memory_embeddings"
+T = TypeVar("T")
 _VERSIONS: sa.Table = EmbeddingVersion.__table__  # type: ignore[assignment]
 _OUTBOX: sa.Table = VectorOutbox.__table__  # type: ignore[assignment]
 _NOTED = "dbcore.vector_changes.markers"
@@ -194,6 +196,12 @@ def matching_ids(connection: Connection, statement: Any, column: sa.ColumnElemen
     if statement.whereclause is not None:
         query = query.where(statement.whereclause)
     return list(connection.execute(query).scalars())
+
+
+def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Yield consecutive slices of at most ``size`` items."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 # --- what a vector store holds of a memory (memories, the stores and the push read it) ------------

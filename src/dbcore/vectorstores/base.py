@@ -32,12 +32,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from dbcore.errors import ValidationError
 from dbcore.types import VECTOR_MAX_DIM, vector_values
+from dbcore.vector_changes import chunked
 from dbcore.vectorstores.filters import (
     DATETIME_FIELDS,
     MEMORY_FIELDS,
@@ -75,7 +76,6 @@ MAX_K = 10_000
 #: Stored-metadata key listing the keys whose values were JSON-encoded (see encode_metadata).
 JSON_KEYS_MARKER = "_dbcore_json"
 
-T = TypeVar("T")
 
 #: The id of a record or match: a memory id (``uuid.UUID``), or the text of a stored id that is no UUID.
 RecordId = uuid.UUID | str
@@ -258,12 +258,6 @@ def decode_metadata(stored: Mapping[str, Any] | None) -> dict[str, Any]:
         if is_number(out[key]):
             out[key] = datetime.fromtimestamp(float(out[key]), tz=timezone.utc)
     return out
-
-
-def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    """Yield consecutive slices of at most ``size`` items."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 @dataclass(frozen=True)
