@@ -15,7 +15,7 @@ import itertools
 import logging
 import socket
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +34,9 @@ from dbcore.memories import add_memories, delete_memories
 from dbcore.testing import add_memory_parents
 from dbcore.vector_push import push_markers
 from dbcore.vectorstores import VectorStore, get_vector_store
-from dbcore.vectorstores.base import Match, PreparedRecord, Record, StoreHealth
-from dbcore.vectorstores.filters import Filter
+from dbcore.vectorstores.base import PreparedRecord
 from tests.pinecone_local import PineconeLocal, running_index
+from tests.wrapped_store import WrappedStore
 
 DIMS = EMBEDDING_DIMS
 SECRET = "pc-secret-key-9f3a"
@@ -306,14 +306,13 @@ def test_post_save_hooks_can_search_what_was_committed(tmp_path: Path) -> None:
     assert found == [[memory.id]]
 
 
-class _CommitsMeanwhile(VectorStore):
+class _CommitsMeanwhile(WrappedStore):
     """A real store whose first upsert lets another transaction change the memory and push first."""
 
     backend_name = "meanwhile"
 
     def __init__(self, inner: VectorStore, change: Callable[[], None]) -> None:
-        super().__init__(inner.dims)
-        self.inner = inner
+        super().__init__(inner)
         self.change: Callable[[], None] | None = change
 
     def _upsert(self, batch: Sequence[PreparedRecord]) -> None:
@@ -321,29 +320,6 @@ class _CommitsMeanwhile(VectorStore):
             change, self.change = self.change, None
             change()  # commits the newer state, whose own push reaches the store before ours
         self.inner._upsert(batch)
-
-    def _delete_ids(self, ids: Sequence[str]) -> None:
-        self.inner._delete_ids(ids)
-
-    def _delete_filter(self, filter: Filter) -> None:  # noqa: A002
-        self.inner._delete_filter(filter)
-
-    def _query(
-        self, vector: np.ndarray, k: int, filter: Filter | None, min_score: float | None, include_metadata: bool
-    ) -> Iterable[Match]:  # noqa: A002
-        return self.inner._query(vector, k, filter, min_score, include_metadata)
-
-    def _get(self, ids: Sequence[str]) -> Iterable[Record]:
-        return self.inner._get(ids)
-
-    def _count(self) -> int:
-        return self.inner._count()
-
-    def _ids(self) -> Iterable[str]:
-        return self.inner._ids()
-
-    def _health(self) -> StoreHealth:
-        return self.inner._health()
 
 
 def test_crossing_pushes_keep_the_marker_of_the_older_state(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,9 @@ from dbcore.DB_Memories import EMBEDDING_DIMS, Memory, MemoryEmbedding, VectorOu
 from dbcore.errors import ForeignKeyViolation, ValidationError
 from dbcore.memories import add_memories, delete_memories
 from dbcore.testing import add_memory_parents
-from dbcore.vectorstores.base import Match, PreparedRecord, Record, StoreHealth, VectorStore
-from dbcore.vectorstores.filters import Filter
+from dbcore.vectorstores.base import PreparedRecord, VectorStore
 from tests.pinecone_local import PineconeLocal, running_index
+from tests.wrapped_store import WrappedStore
 
 DIMS = EMBEDDING_DIMS
 N = 24
@@ -41,14 +41,13 @@ class StoreFault(ConnectionError):
     """What the injected faults raise."""
 
 
-class FlakyStore(VectorStore):
+class FlakyStore(WrappedStore):
     """Wraps a real store; fails writes ``before``, ``during`` (half the batch written) or ``after`` the step."""
 
     backend_name = "flaky"
 
     def __init__(self, inner: VectorStore, fault: str) -> None:
-        super().__init__(inner.dims, metadata_keys=inner.filter_fields)
-        self.inner = inner
+        super().__init__(inner)
         self.fault = fault
         self.calls = 0
 
@@ -68,26 +67,6 @@ class FlakyStore(VectorStore):
 
     def _delete_ids(self, ids: Sequence[str]) -> None:
         self._write(ids, self.inner._delete_ids)
-
-    def _delete_filter(self, filter: Filter) -> None:  # noqa: A002
-        self.inner._delete_filter(filter)
-
-    def _query(
-        self, vector: np.ndarray, k: int, filter: Filter | None, min_score: float | None, include_metadata: bool
-    ) -> Iterable[Match]:  # noqa: A002
-        return self.inner._query(vector, k, filter, min_score, include_metadata)
-
-    def _get(self, ids: Sequence[str]) -> Iterable[Record]:
-        return self.inner._get(ids)
-
-    def _count(self) -> int:
-        return self.inner._count()
-
-    def _ids(self) -> Iterable[str]:
-        return self.inner._ids()
-
-    def _health(self) -> StoreHealth:
-        return self.inner._health()
 
 
 # --- fixtures --------------------------------------------------------------------------

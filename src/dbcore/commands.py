@@ -64,7 +64,7 @@ def _reachable(settings: Settings) -> None:
 def _require_schema(settings: Settings, ini: migrate.IniPath = None) -> None:
 
     missing = migrate.missing_tables(settings, ini)
-    if len(missing) >= len(Base.metadata.tables) and set(Base.metadata.tables) <= set(missing):
+    if set(Base.metadata.tables) <= set(missing):
         raise SchemaMissing(
             f"the database at {settings.masked_url} has no dbcore schema (it was never migrated); "
             f"run `dbcore init{_ini_flag(ini)}` (or `dbcore migrate{_ini_flag(ini)}`) first"
@@ -81,24 +81,24 @@ def _ini_flag(ini: migrate.IniPath) -> str:
     return "" if ini is None else f" --alembic-ini {ini}"
 
 
-def _revisions(heads: tuple[str, ...], dbcore_at: str | None = None) -> str:
+def _listed(revisions: tuple[str, ...]) -> str:
+    """``0002`` or ``0002 and app0001``."""
+    ordered = sorted(revisions)
+    return ordered[0] if len(ordered) == 1 else f"{', '.join(ordered[:-1])} and {ordered[-1]}"
+
+
+def _schema_at(state: migrate.SchemaState, ini: migrate.IniPath) -> str:
     """``revision 0002``, ``revisions 0002 and app0001``, ``revision app0001, with dbcore at 0002``, or ``base (empty)``.
 
-    ``dbcore_at`` is said when no head names it: alembic records only heads, and a
-    project revision that depends on dbcore's stands for it.
+    dbcore's revision is said when no head names it: alembic records only heads, and
+    a project revision that depends on dbcore's stands for it.
     """
-    if not heads:
+    if not state.heads:
         return "base (empty)"
-    ordered = sorted(heads)
-    said = f"revision {ordered[0]}" if len(ordered) == 1 else f"revisions {', '.join(ordered[:-1])} and {ordered[-1]}"
-    if dbcore_at is not None and dbcore_at not in heads:
-        said += f", with dbcore at {dbcore_at}"
+    said = f"revision{'s' if len(state.heads) > 1 else ''} {_listed(state.heads)}"
+    if ini is not None and state.dbcore_at is not None and state.dbcore_at not in state.heads:
+        said += f", with dbcore at {state.dbcore_at}"
     return said
-
-
-def _schema_at(settings: Settings, ini: migrate.IniPath) -> str:
-    heads = migrate.current_heads(settings, ini)
-    return _revisions(heads, migrate.dbcore_revision(settings, ini) if ini is not None and heads else None)
 
 
 def _seed_all(settings: Settings, ini: migrate.IniPath) -> SeedReport:
@@ -155,9 +155,9 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
 
     ini = args.alembic_ini
     _reachable(settings)
-    before = _schema_at(settings, ini)
+    before = _schema_at(migrate.schema_state(settings, ini), ini)
     migrate.upgrade(settings, ini=ini)
-    after = _schema_at(settings, ini)
+    after = _schema_at(migrate.schema_state(settings, ini), ini)
     report = _seed_all(settings, ini)
     _say(f"dbcore init: {settings.dialect} at {settings.masked_url}")
     change = "already current" if before == after else f"migrated from {before.replace('base (empty)', 'an empty database')}"
@@ -180,7 +180,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
         migrate.downgrade(settings, args.revision, ini=ini)
     else:
         migrate.upgrade(settings, args.revision, ini=ini)
-    _say(f"dbcore migrate: {settings.masked_url} is at {_schema_at(settings, ini)}")
+    _say(f"dbcore migrate: {settings.masked_url} is at {_schema_at(migrate.schema_state(settings, ini), ini)}")
     return EXIT_OK
 
 
@@ -221,11 +221,11 @@ _POOL_WORDS = {
 _BACKEND_WORDS = {"integrated": "stored in the database itself (integrated backend)"}
 
 
-def _migrations_summary(current: str, heads: tuple[str, ...], pending: int) -> str:
-    at = f"at {current}"
-    if not pending:
+def _migrations_summary(state: migrate.SchemaState, ini: migrate.IniPath) -> str:
+    at = f"at {_schema_at(state, ini)}"
+    if not state.pending:
         return f"{at} (head), none pending"
-    return f"{at}, {pending} pending to {_revisions(heads).split(' ', 1)[1]} (head)"
+    return f"{at}, {len(state.pending)} pending to {_listed(migrate.head_revisions(ini))} (head)"
 
 
 def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
@@ -244,9 +244,9 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
         f"vector dims:     {EMBEDDING_DIMS} (DBCORE_VECTOR_DIMS), {_BACKEND_WORDS.get(settings.vector_backend, f'stored in {settings.vector_backend}')}"
     )
     ini = args.alembic_ini
-    pending = migrate.pending_revisions(settings, ini)
-    _say(f"migrations:      {_migrations_summary(_schema_at(settings, ini), migrate.head_revisions(ini), len(pending))}")
-    if pending:
+    state = migrate.schema_state(settings, ini)
+    _say(f"migrations:      {_migrations_summary(state, ini)}")
+    if state.pending:
         _say(f"unhealthy: migrations are pending; run `dbcore migrate{_ini_flag(ini)}`")
         return EXIT_FAILED
     _say("healthy")

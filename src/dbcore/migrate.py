@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,8 @@ __all__ = [
     "project_metadata",
     "head_revisions",
     "current_heads",
-    "applied_revisions",
-    "dbcore_revision",
+    "SchemaState",
+    "schema_state",
     "upgrade",
     "downgrade",
     "current_revision",
@@ -227,30 +228,33 @@ def current_heads(settings: Settings | None = None, ini: IniPath = None) -> tupl
     return _refuse_foreign_history(settings or Settings.from_env(), ini)
 
 
-def applied_revisions(settings: Settings | None = None, ini: IniPath = None) -> set[str]:
-    """Every revision the database has had applied: its heads and all they build on, dependencies included.
+@dataclass(frozen=True)
+class SchemaState:
+    """Where a database stands in a migration history, from one read of its ``alembic_version``.
 
     alembic_version keeps only heads: a project revision that depends on dbcore's
-    0002 stands for 0002 too.
+    0002 stands for 0002 too, so ``applied`` holds the heads and all they build on,
+    dependencies included.
     """
+
+    heads: tuple[str, ...]
+    applied: frozenset[str]
+    pending: tuple[str, ...]  # oldest first
+    dbcore_at: str | None  # the newest of dbcore's own revisions applied
+
+
+def schema_state(settings: Settings | None = None, ini: IniPath = None) -> SchemaState:
+    heads = current_heads(settings or Settings.from_env(), ini)
     script = _script(ini)
-    applied: set[str] = set()
-    for current in current_heads(settings or Settings.from_env(), ini):
-        applied.update(rev.revision for rev in script.iterate_revisions(current, "base"))
-    return applied
-
-
-def dbcore_revision(settings: Settings | None = None, ini: IniPath = None) -> str | None:
-    """The newest of dbcore's own revisions the database has, whatever project revision records it."""
-    applied = applied_revisions(settings, ini)
+    applied = frozenset(rev.revision for head in heads for rev in script.iterate_revisions(head, "base"))
     mine = [revision for revision in known_revisions() if revision in applied]
-    return mine[-1] if mine else None
+    pending = tuple(revision for revision in known_revisions(ini) if revision not in applied)
+    return SchemaState(heads, applied, pending, mine[-1] if mine else None)
 
 
 def pending_revisions(settings: Settings | None = None, ini: IniPath = None) -> list[str]:
     """Revisions between the database's current ones and the heads, oldest first."""
-    applied = applied_revisions(settings, ini)
-    return [revision for revision in known_revisions(ini) if revision not in applied]
+    return list(schema_state(settings, ini).pending)
 
 
 def missing_tables(settings: Settings | None = None, ini: IniPath = None) -> list[str]:

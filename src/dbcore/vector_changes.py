@@ -239,11 +239,11 @@ def memory_metadata(
 def memory_records(conn: Connection, memory_ids: Sequence[uuid.UUID]) -> list[tuple[str, np.ndarray, dict[str, Any]]]:
     """``(id, float32 vector, metadata)`` of those memories that have an embedding, as vector stores hold them."""
     records = []
-    for start in range(0, len(memory_ids), _RECORDS_CHUNK):
+    for part in chunked(memory_ids, _RECORDS_CHUNK):
         query = (
             sa.select(_EMBEDDINGS.c.memory_id, _EMBEDDINGS.c.embedding, *MEMORY_METADATA_COLUMNS)
             .join(_MEMORIES, _MEMORIES.c.id == _EMBEDDINGS.c.memory_id)
-            .where(_EMBEDDINGS.c.memory_id.in_(memory_ids[start : start + _RECORDS_CHUNK]))
+            .where(_EMBEDDINGS.c.memory_id.in_(part))
         )
         for row in conn.execute(query):
             records.append((str(row[0]), np.asarray(row[1], dtype=np.float32), memory_metadata(*row[2:])))

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 
 from dbcore.config import Settings
 from dbcore.DB_Memories import VectorOutbox
-from dbcore.vector_changes import memory_records, noted_markers, outbox_settings
+from dbcore.vector_changes import chunked, memory_records, noted_markers, outbox_settings
 
 if TYPE_CHECKING:
     from dbcore.vectorstores import VectorStore
@@ -85,7 +85,7 @@ def push_markers(engine: Engine, store: VectorStore, markers: Sequence[Any]) -> 
     with engine.begin() as conn:
         moved = _changed_since(conn, memory_ids, records)
         done = [m.id for m in markers if str(m.memory_id) not in moved]
-        for part in _slices(done):
+        for part in chunked(done, _IN_CHUNK):
             conn.execute(_OUTBOX.delete().where(_OUTBOX.c.id.in_(part)))
     return Pushed(upserted=len(records), deleted=len(absent), markers_cleared=len(done))
 
@@ -121,7 +121,7 @@ def _push_after_commit(engine: Engine, settings: Settings, marker_ids: Sequence[
     try:
         with engine.connect() as conn:
             markers: list[Any] = []
-            for part in _slices(list(marker_ids)):
+            for part in chunked(list(marker_ids), _IN_CHUNK):
                 query = sa.select(_OUTBOX.c.id, _OUTBOX.c.memory_id).where(_OUTBOX.c.id.in_(part))
                 markers.extend(conn.execute(query).all())
         if markers:
@@ -140,11 +140,6 @@ def _without_secrets(text: str, settings: Settings) -> str:
         if secret:
             text = text.replace(str(secret), "***")
     return text
-
-
-def _slices(items: list[Any]) -> Iterator[list[Any]]:
-    for start in range(0, len(items), _IN_CHUNK):
-        yield items[start : start + _IN_CHUNK]
 
 
 def commit_store(settings: Settings) -> VectorStore:
