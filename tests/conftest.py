@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 import dbcore
 from dbcore.testing import DialectUnavailable, TestServers, isolated_database, required_dialects
+from tests.api_modes import MODES, Api, LoopRunner
 
 LIVE_DIALECTS = ("sqlite", "postgresql", "postgresql_novector", "mariadb", "mssql")
 _MARKS = {
@@ -84,6 +85,21 @@ def engine(settings: dbcore.Settings) -> Iterator[Engine]:
 def session(engine: Engine) -> Iterator[Session]:
     with Session(engine) as s:
         yield s
+
+
+@pytest.fixture
+def aio() -> Iterator[LoopRunner]:
+    """An event loop for this test (``aio.run(coro)``); its async engines are disposed at the end."""
+    runner = LoopRunner()
+    yield runner
+    runner.close()
+
+
+@pytest.fixture(params=MODES)
+def api(request: pytest.FixtureRequest) -> Api:
+    """The sync or the async API (tests/api_modes.py): a behavioural test written once runs both ways."""
+    mode = str(request.param)
+    return Api(mode, request.getfixturevalue("aio") if mode == "async" else None)
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ ALLOWED_LATE_IMPORTS = {
     "vectorstores/integrated.py": {"pgvector.sqlalchemy"},  # optional extra (postgres)
     "vectorstores/pgvector_wire.py": {"psycopg.adapt", "psycopg.pq", "pgvector"},  # optional extra (postgres)
     "types.py": {"pgvector.sqlalchemy"},  # optional extra (postgres)
+    "engine.py": {"sqlalchemy.ext.asyncio"},  # the asyncio layer needs greenlet (the asyncio extra)
+    "session.py": {"sqlalchemy.ext.asyncio"},  # the asyncio layer needs greenlet (the asyncio extra)
     "vector_push.py": {"dbcore.vectorstores"},  # the store pushed to after COMMIT, built on first use
 }
 

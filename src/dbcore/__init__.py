@@ -17,7 +17,14 @@ if TYPE_CHECKING:
     from dbcore.DB_Auth import ApiKey, MFAMethod, MFAMethodType, Permission, PermissionGrant, User
     from dbcore.DB_Entities import Component, Entity, Participant, ParticipantState, Relationship, Room, RoomKind, World
     from dbcore.DB_Memories import CacheEntry, Memory, MemoryEmbedding, MemoryKind, VectorSpace
-    from dbcore.engine import create_engine, dispose_engines, get_engine
+    from dbcore.engine import (
+        create_async_engine,
+        create_engine,
+        dispose_async_engines,
+        dispose_engines,
+        get_async_engine,
+        get_engine,
+    )
     from dbcore.errors import (
         AuthenticationFailed,
         CheckViolation,
@@ -41,11 +48,28 @@ if TYPE_CHECKING:
         ValidationError,
     )
     from dbcore.events import on_saved, on_transition
-    from dbcore.health import ConnectionInfo, connection_error, connection_info, is_connected
+    from dbcore.health import (
+        ConnectionInfo,
+        connection_error,
+        connection_info,
+        connection_info_async,
+        is_connected,
+        is_connected_async,
+    )
     from dbcore.Mixins import BaseMixin, ExpirableMixin, ParentMixin, SoftDeleteMixin, UpdateMixin
     from dbcore.refs import bind_reverse, ref_mixins
     from dbcore.seeding import seed
-    from dbcore.session import get_session, get_sessionmaker, run_in_transaction, session_dependency, system_session
+    from dbcore.session import (
+        async_session_dependency,
+        get_async_session,
+        get_async_sessionmaker,
+        get_session,
+        get_sessionmaker,
+        run_in_transaction,
+        run_in_transaction_async,
+        session_dependency,
+        system_session,
+    )
     from dbcore.types import PK_TYPE, SqlEnum, UTCDateTime, Vector, new_uuid, utcnow
     from dbcore.vectorstores import F, Filter, Match, Record, VectorStore, get_vector_store, register_vector_store
 
@@ -85,6 +109,9 @@ _HOMES = {
     "create_engine": "dbcore.engine",
     "dispose_engines": "dbcore.engine",
     "get_engine": "dbcore.engine",
+    "create_async_engine": "dbcore.engine",
+    "get_async_engine": "dbcore.engine",
+    "dispose_async_engines": "dbcore.engine",
     "CheckViolation": "dbcore.errors",
     "ConcurrencyError": "dbcore.errors",
     "ConfigurationError": "dbcore.errors",
@@ -111,6 +138,8 @@ _HOMES = {
     "connection_info": "dbcore.health",
     "connection_error": "dbcore.health",
     "is_connected": "dbcore.health",
+    "is_connected_async": "dbcore.health",
+    "connection_info_async": "dbcore.health",
     "BaseMixin": "dbcore.Mixins",
     "ExpirableMixin": "dbcore.Mixins",
     "ParentMixin": "dbcore.Mixins",
@@ -124,6 +153,10 @@ _HOMES = {
     "run_in_transaction": "dbcore.session",
     "session_dependency": "dbcore.session",
     "system_session": "dbcore.session",
+    "get_async_session": "dbcore.session",
+    "get_async_sessionmaker": "dbcore.session",
+    "async_session_dependency": "dbcore.session",
+    "run_in_transaction_async": "dbcore.session",
     "PK_TYPE": "dbcore.types",
     "SqlEnum": "dbcore.types",
     "UTCDateTime": "dbcore.types",
@@ -157,6 +190,16 @@ __all__ = [
     "connection_info",
     "connection_error",
     "ConnectionInfo",
+    # the same on asyncio
+    "create_async_engine",
+    "get_async_engine",
+    "dispose_async_engines",
+    "get_async_session",
+    "get_async_sessionmaker",
+    "async_session_dependency",
+    "run_in_transaction_async",
+    "is_connected_async",
+    "connection_info_async",
     # modeling toolkit
     "Base",
     "make_base",

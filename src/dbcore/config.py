@@ -50,6 +50,16 @@ _DRIVERS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
     "mysql": ("pymysql", {"pymysql": ("pymysql", "mariadb"), "mysqldb": ("MySQLdb", "mariadb")}),
     "mssql": ("pyodbc", {"pyodbc": ("pyodbc", "mssql")}),
 }
+# The async driver the same URL selects (get_async_engine): sync driver -> (async driver, module, extra).
+# psycopg 3 is one package for both; SQLAlchemy picks its async dialect for create_async_engine.
+_ASYNC_DRIVERS: dict[str, tuple[str, str, str]] = {
+    "pysqlite": ("aiosqlite", "aiosqlite", "asyncio"),
+    "psycopg": ("psycopg", "psycopg", "postgres"),
+    "psycopg2": ("psycopg", "psycopg", "postgres"),
+    "pymysql": ("aiomysql", "aiomysql", "mariadb"),
+    "mysqldb": ("aiomysql", "aiomysql", "mariadb"),
+    "pyodbc": ("aioodbc", "aioodbc", "mssql"),
+}
 # Schemes other tools use for the same dialects.
 _SCHEME_ALIASES = {"postgres": "postgresql"}
 
@@ -350,6 +360,14 @@ def _require_driver(module: str, extra: str, driver: str, source: str) -> None:
         raise ConfigurationError(f"{source} uses the {driver} driver, which is not installed{native}; {hint}") from None
 
 
+def async_url(url: URL, *, source: str = "DATABASE_URL") -> URL:
+    """``url`` (already parsed by :func:`parse_database_url`) with its driver's async counterpart."""
+    driver, module, extra = _ASYNC_DRIVERS[url.get_driver_name()]
+    _require_driver("greenlet", "asyncio", "asyncio (greenlet)", source)
+    _require_driver(module, extra, driver, source)
+    return url.set(drivername=f"{url.get_backend_name()}+{driver}")
+
+
 def check_vector_dims(dims: object, *, source: str = "vector_dims") -> int:
     """``dims`` if it is a usable embedding dimension (1 to VECTOR_MAX_DIM), else ConfigurationError."""
     _VECTOR_DIMS.check(source, dims)
@@ -487,6 +505,15 @@ class Settings:
     def url(self) -> URL:
         """The parsed database URL, password included (never log it; use ``masked_url``)."""
         return make_url(self.database_url)
+
+    @property
+    def async_url(self) -> URL:
+        """The same database through its async driver (aiosqlite, psycopg, aiomysql, aioodbc).
+
+        Raises ConfigurationError naming the extra to install when the driver, or
+        greenlet (which SQLAlchemy's asyncio layer runs on), is missing.
+        """
+        return async_url(self.url)
 
     @property
     def masked_url(self) -> str:

@@ -3,24 +3,49 @@
 One engine per database URL is cached for the process; :func:`dispose_engines`
 closes them (tests, and after ``fork()``). :func:`create_engine` hands each new
 engine to :func:`dbcore.hooks.attach`, which installs dbcore's listeners on it.
+
+Async engines (:func:`create_async_engine`, :func:`get_async_engine`) are the same
+engines on the URL's async driver (``Settings.async_url``): the same options, and the
+same listeners, attached to the ``sync_engine`` SQLAlchemy runs every async
+statement through. An async driver's connections belong to the event loop that
+opened them, so :func:`get_async_engine` keeps one engine per URL *and event loop*;
+:func:`dispose_async_engines` closes the running loop's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from typing import Any
+import weakref
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool import NullPool, StaticPool
 
 from dbcore import hooks, vector_push
 from dbcore.config import Settings
 
-__all__ = ["create_engine", "get_engine", "dispose_engines"]
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+__all__ = [
+    "create_engine",
+    "get_engine",
+    "dispose_engines",
+    "create_async_engine",
+    "get_async_engine",
+    "dispose_async_engines",
+]
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
+# Per event loop (None: made outside one), the async engine of each URL. An engine's pooled
+# connections can only be used on the loop that opened them.
+_async_engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, AsyncEngine]] = (
+    weakref.WeakKeyDictionary()
+)
+_async_outside_loop: dict[str, AsyncEngine] = {}
 
 
 def _server_connect_args(settings: Settings, dialect: str) -> dict[str, Any]:
@@ -43,7 +68,13 @@ def create_engine(settings: Settings | None = None, **overrides: Any) -> Engine:
     REGEXP function on every connection.
     """
     settings = settings or Settings.from_env()
-    url = settings.url
+    engine = sa.create_engine(settings.url, **engine_options(settings, settings.url, overrides))
+    hooks.attach(engine, settings)
+    return engine
+
+
+def engine_options(settings: Settings, url: URL, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of ``create_engine`` for ``url`` (sync or async driver), ``overrides`` last."""
     dialect = url.get_backend_name()
     options: dict[str, Any] = {"echo": settings.echo, "pool_pre_ping": True}
     if dialect == "sqlite":
@@ -67,9 +98,7 @@ def create_engine(settings: Settings | None = None, **overrides: Any) -> Engine:
     if options.get("poolclass") is NullPool:
         for key in ("pool_size", "max_overflow", "pool_timeout"):
             options.pop(key, None)
-    engine = sa.create_engine(url, **options)
-    hooks.attach(engine, settings)
-    return engine
+    return options
 
 
 def get_engine(settings: Settings | None = None) -> Engine:
@@ -86,14 +115,71 @@ def get_engine(settings: Settings | None = None) -> Engine:
     return engine
 
 
+def create_async_engine(settings: Settings | None = None, **overrides: Any) -> AsyncEngine:
+    """Create a new :class:`~sqlalchemy.ext.asyncio.AsyncEngine` for ``settings`` (not cached).
+
+    The URL is ``settings.database_url`` with its async driver (aiosqlite, psycopg's
+    async mode, aiomysql, aioodbc); the options and dbcore's listeners are those of
+    :func:`create_engine`.
+    """
+    # Here, not at the top: the asyncio layer (and greenlet) stays off the path of sync users.
+    from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
+
+    settings = settings or Settings.from_env()
+    url = settings.async_url
+    engine = sa_create_async_engine(url, **engine_options(settings, url, overrides))
+    hooks.attach(engine.sync_engine, settings)
+    return engine
+
+
+def get_async_engine(settings: Settings | None = None) -> AsyncEngine:
+    """The async engine for ``settings.database_url`` on the running event loop (created on first use).
+
+    Called outside an event loop, it returns one engine per URL for use on the loop
+    that later runs it.
+    """
+    settings = settings or Settings.from_env()
+    try:
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    with _engines_lock:
+        engines = _async_outside_loop if loop is None else _async_engines.setdefault(loop, {})
+        engine = engines.get(settings.database_url)
+        if engine is None:
+            engine = create_async_engine(settings)
+            engines[settings.database_url] = engine
+    return engine
+
+
 def dispose_engines() -> None:
     """Dispose every cached engine and forget it (the next get_sessionmaker() call makes factories for the new engine).
 
-    The vector stores that commits push to are closed and forgotten too.
+    The vector stores that commits push to are closed and forgotten too. Cached async
+    engines are forgotten and their pools dropped without closing the connections,
+    which needs their event loop: close those with :func:`dispose_async_engines` first.
     """
     with _engines_lock:
         engines = list(_engines.values())
         _engines.clear()
+        async_engines = [e for loop_engines in _async_engines.values() for e in loop_engines.values()]
+        async_engines += _async_outside_loop.values()
+        _async_engines.clear()
+        _async_outside_loop.clear()
     for engine in engines:
         engine.dispose()
+    for async_engine in async_engines:
+        async_engine.sync_engine.dispose(close=False)
     vector_push.close_stores()
+
+
+async def dispose_async_engines() -> None:
+    """Close the pools of the async engines cached for the running event loop, and forget them.
+
+    Call it before the loop ends (a FastAPI lifespan's shutdown, the end of ``asyncio.run``).
+    """
+    loop = asyncio.get_running_loop()
+    with _engines_lock:
+        engines = list(_async_engines.pop(loop, {}).values())
+    for engine in engines:
+        await engine.dispose()

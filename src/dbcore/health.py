@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import QueuePool
 
 from dbcore.config import Settings, mask_url
-from dbcore.engine import get_engine
+from dbcore.engine import get_async_engine, get_engine
 from dbcore.errors import DatabaseError, DbcoreError
 
-__all__ = ["is_connected", "connection_error", "connection_info", "ConnectionInfo"]
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+__all__ = [
+    "is_connected",
+    "connection_error",
+    "connection_info",
+    "ConnectionInfo",
+    "is_connected_async",
+    "connection_error_async",
+    "connection_info_async",
+]
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,12 @@ def _engine_for(target: Settings | Engine | None) -> Engine:
     return get_engine(target)
 
 
+def _async_engine_for(target: Settings | AsyncEngine | None) -> AsyncEngine:
+    if target is None or isinstance(target, Settings):
+        return get_async_engine(target)
+    return target
+
+
 def is_connected(target: Settings | Engine | None = None) -> bool:
     """True when a ``SELECT 1`` round trip succeeds; False (never an exception) when it does not."""
     return connection_error(target) is None
@@ -58,6 +75,22 @@ def connection_error(target: Settings | Engine | None = None) -> str | None:
         engine = _engine_for(target)
         with engine.connect() as connection:
             connection.execute(sa.text("SELECT 1")).scalar_one()
+        return None
+    except Exception as exc:
+        return describe_failure(exc)
+
+
+async def is_connected_async(target: Settings | AsyncEngine | None = None) -> bool:
+    """:func:`is_connected` through the async engine (of the running loop, for ``Settings``)."""
+    return await connection_error_async(target) is None
+
+
+async def connection_error_async(target: Settings | AsyncEngine | None = None) -> str | None:
+    """:func:`connection_error` through the async engine."""
+    try:
+        engine = _async_engine_for(target)
+        async with engine.connect() as connection:
+            (await connection.execute(sa.text("SELECT 1"))).scalar_one()
         return None
     except Exception as exc:
         return describe_failure(exc)
@@ -102,6 +135,23 @@ def connection_info(target: Settings | Engine | None = None) -> ConnectionInfo:
             version = _server_version(connection)
     except Exception as exc:
         error = describe_failure(exc)
+    return _info(engine, version, error)
+
+
+async def connection_info_async(target: Settings | AsyncEngine | None = None) -> ConnectionInfo:
+    """:func:`connection_info` through the async engine: the async driver and its pool's figures."""
+    engine = _async_engine_for(target)
+    version: str | None = None
+    error: str | None = None
+    try:
+        async with engine.connect() as connection:
+            version = await connection.run_sync(_server_version)
+    except Exception as exc:
+        error = describe_failure(exc)
+    return _info(engine.sync_engine, version, error)
+
+
+def _info(engine: Engine, version: str | None, error: str | None) -> ConnectionInfo:
     pool = engine.pool
     queue = pool if isinstance(pool, QueuePool) else None
     # A mysql:// URL may point at MariaDB; the server tells which after connecting.

@@ -1,17 +1,28 @@
-"""Sessions: ``get_session()``, a generator for dependency injection, and retried units of work."""
+"""Sessions: ``get_session()``, a generator for dependency injection, and retried units of work.
+
+The async API (``get_async_session()``, ``async_session_dependency()``,
+``run_in_transaction_async()``) is the same code on an async engine: an
+``AsyncSession`` drives a sync ``Session`` (the same class, or ``ReadOnlySession``)
+through SQLAlchemy's greenlet bridge, so dbcore's session and engine listeners run for
+it exactly as for a sync one. What differs is only how a unit ends (awaited COMMIT,
+ROLLBACK and close) and how a retry waits (``AsyncRetrying`` with the same policy).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import (
+    AsyncRetrying,
     RetryCallState,
     Retrying,
     retry_if_exception,
@@ -24,9 +35,12 @@ from tenacity.stop import stop_base
 
 from dbcore.config import Settings
 from dbcore.dialects import WRITE_LOCK_OPTION, read_only_options
-from dbcore.engine import get_engine
+from dbcore.engine import get_async_engine, get_engine
 from dbcore.errors import ConnectionFailed, DbcoreError, PermissionDenied, SchemaMissing, TransactionOutcomeUnknown
 from dbcore.security import SYSTEM_INFO_KEY, remember_api_key
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 __all__ = [
     "get_session",
@@ -35,6 +49,10 @@ __all__ = [
     "run_in_transaction",
     "system_session",
     "ReadOnlySession",
+    "get_async_session",
+    "async_session_dependency",
+    "get_async_sessionmaker",
+    "run_in_transaction_async",
 ]
 
 log = logging.getLogger("dbcore.session")
@@ -46,6 +64,11 @@ T = TypeVar("T")
 # by dispose_engines() is replaced on the next call.
 _sessionmakers: dict[str, tuple[Engine, dict[bool, sessionmaker[Session]]]] = {}
 _sessionmakers_lock = threading.Lock()
+# The async factories of each async engine (one per URL and event loop, see engine.get_async_engine).
+# Weak: the factories hold engines made by execution_options(), not the cached one.
+_async_sessionmakers: weakref.WeakKeyDictionary[AsyncEngine, dict[bool, async_sessionmaker[AsyncSession]]] = (
+    weakref.WeakKeyDictionary()
+)
 # The database URLs whose SQLite file was seen to exist (or that name no file): checked once each.
 _database_files_seen: set[str] = set()
 
@@ -78,14 +101,35 @@ def _table_name(obj: Any) -> str:
     return str(getattr(type(obj), "__tablename__", type(obj).__name__))
 
 
-def _factories(engine: Engine) -> dict[bool, sessionmaker[Session]]:
-    # Both engines share the pool and the listeners; hooks know them by their pool.
-    # Sessions that may write take SQLite's write lock at BEGIN (see dialects.begin_sqlite).
-    writing_engine = engine.execution_options(**{WRITE_LOCK_OPTION: True})
-    read_only_engine = engine.execution_options(**read_only_options(engine.dialect.name))
+_E = TypeVar("_E", "Engine", "AsyncEngine")
+
+
+def _bound_engines(engine: _E) -> dict[bool, _E]:
+    """The engine a factory binds, by read_only: both share ``engine``'s pool and listeners
+    (hooks know them by their pool). Sessions that may write take SQLite's write lock at
+    BEGIN (see dialects.begin_sqlite)."""
     return {
-        False: sessionmaker(bind=writing_engine, expire_on_commit=False),
-        True: sessionmaker(bind=read_only_engine, class_=ReadOnlySession, expire_on_commit=False),
+        False: engine.execution_options(**{WRITE_LOCK_OPTION: True}),
+        True: engine.execution_options(**read_only_options(engine.dialect.name)),
+    }
+
+
+def _factories(engine: Engine) -> dict[bool, sessionmaker[Session]]:
+    bound = _bound_engines(engine)
+    return {
+        False: sessionmaker(bind=bound[False], expire_on_commit=False),
+        True: sessionmaker(bind=bound[True], class_=ReadOnlySession, expire_on_commit=False),
+    }
+
+
+def _async_factories(engine: AsyncEngine) -> dict[bool, async_sessionmaker[AsyncSession]]:
+    # The async session drives a sync Session of the same class as get_session()'s.
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    bound = _bound_engines(engine)
+    return {
+        False: async_sessionmaker(bind=bound[False], expire_on_commit=False),
+        True: async_sessionmaker(bind=bound[True], sync_session_class=ReadOnlySession, expire_on_commit=False),
     }
 
 
@@ -101,6 +145,22 @@ def get_sessionmaker(settings: Settings | None = None, *, read_only: bool = Fals
                 cached = (engine, _factories(engine))
                 _sessionmakers[settings.database_url] = cached
     factories = cached[1]
+    return factories[read_only]
+
+
+def get_async_sessionmaker(
+    settings: Settings | None = None, *, read_only: bool = False
+) -> async_sessionmaker[AsyncSession]:
+    """The cached ``async_sessionmaker`` on the async engine of ``settings`` for the running event loop."""
+    settings = settings or Settings.from_env()
+    engine = get_async_engine(settings)
+    factories = _async_sessionmakers.get(engine)
+    if factories is None:
+        with _sessionmakers_lock:
+            factories = _async_sessionmakers.get(engine)
+            if factories is None:
+                factories = _async_factories(engine)
+                _async_sessionmakers[engine] = factories
     return factories[read_only]
 
 
@@ -132,21 +192,52 @@ def _require_database_file(settings: Settings) -> None:
     _database_files_seen.add(settings.database_url)
 
 
-def _open(settings: Settings, api_key: str | None, read_only: bool) -> Session:
-    _require_database_file(settings)
-    session = get_sessionmaker(settings, read_only=read_only)()
+def _prepare(session: Session, settings: Settings, api_key: str | None) -> Session:
     session.info["dbcore.settings"] = settings
     remember_api_key(session, api_key)
     return session
+
+
+def _open(settings: Settings, api_key: str | None, read_only: bool) -> Session:
+    _require_database_file(settings)
+    return _prepare(get_sessionmaker(settings, read_only=read_only)(), settings, api_key)
+
+
+def _open_async(settings: Settings, api_key: str | None, read_only: bool) -> AsyncSession:
+    _require_database_file(settings)
+    session = get_async_sessionmaker(settings, read_only=read_only)()
+    _prepare(session.sync_session, settings, api_key)
+    return session
+
+
+_OUTCOME_UNKNOWN = "the connection dropped during COMMIT; the transaction may or may not have been applied"
 
 
 def _commit(session: Session) -> None:
     try:
         session.commit()
     except ConnectionFailed as exc:
-        raise TransactionOutcomeUnknown(
-            "the connection dropped during COMMIT; the transaction may or may not have been applied"
-        ) from exc
+        raise TransactionOutcomeUnknown(_OUTCOME_UNKNOWN) from exc
+
+
+async def _commit_async(session: AsyncSession) -> None:
+    try:
+        await session.commit()
+    except ConnectionFailed as exc:
+        raise TransactionOutcomeUnknown(_OUTCOME_UNKNOWN) from exc
+
+
+async def _abandon_async(session: AsyncSession, exc: BaseException) -> None:
+    """Roll back after ``exc``; a unit cancelled mid-statement loses its connection instead.
+
+    A task cancelled while a statement was on the wire leaves the driver connection in
+    an unknown state, so it is invalidated (closed; the server rolls back) rather than
+    reused. The pool slot is returned either way.
+    """
+    if isinstance(exc, asyncio.CancelledError):
+        await session.invalidate()
+    else:
+        await session.rollback()
 
 
 @contextmanager
@@ -194,6 +285,38 @@ def session_dependency(
         yield session
 
 
+@asynccontextmanager
+async def get_async_session(
+    settings: Settings | None = None, *, api_key: str | None = None, read_only: bool = False
+) -> AsyncIterator[AsyncSession]:
+    """``async with get_async_session() as session:``: :func:`get_session` for asyncio code.
+
+    An :class:`~sqlalchemy.ext.asyncio.AsyncSession` on :func:`~dbcore.get_async_engine`:
+    COMMIT when the block ends, ROLLBACK on any exception, always closed. A task
+    cancelled inside the block rolls back and gives its connection back to the pool
+    (one cancelled while a statement was running has that connection closed instead).
+    ``api_key`` and ``read_only`` mean what they mean for :func:`get_session`.
+    """
+    session = _open_async(settings or Settings.from_env(), api_key, read_only)
+    try:
+        try:
+            yield session
+            await _commit_async(session)
+        except BaseException as exc:
+            await asyncio.shield(_abandon_async(session, exc))
+            raise
+    finally:
+        await asyncio.shield(session.close())
+
+
+async def async_session_dependency(
+    settings: Settings | None = None, *, api_key: str | None = None, read_only: bool = False
+) -> AsyncIterator[AsyncSession]:
+    """Async generator for FastAPI ``Depends``, same semantics as :func:`get_async_session`."""
+    async with get_async_session(settings, api_key=api_key, read_only=read_only) as session:
+        yield session
+
+
 def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, DbcoreError) and exc.transient
 
@@ -216,6 +339,23 @@ def _log_retry(state: RetryCallState) -> None:
 _BACKOFF = wait_exponential(multiplier=0.1, max=2.0) + wait_random(0, 0.25)
 
 
+def _retry_policy(settings: Settings, attempts: int | None, max_seconds: float | None) -> dict[str, Any]:
+    """Tenacity's arguments for a unit of work, the same for ``Retrying`` and ``AsyncRetrying``."""
+    overrides = {"retry_attempts": attempts, "retry_max_seconds": max_seconds}
+    given = {name: value for name, value in overrides.items() if value is not None}
+    limits = settings.replace(**given) if given else settings  # replace() checks them like any setting
+    stop: stop_base = stop_after_delay(limits.retry_max_seconds)
+    if limits.retry_attempts is not None:
+        stop = stop | stop_after_attempt(limits.retry_attempts)
+    return {
+        "stop": stop,
+        "wait": _BACKOFF,
+        "retry": retry_if_exception(_is_transient),
+        "before_sleep": _log_retry,
+        "reraise": True,
+    }
+
+
 def run_in_transaction(
     work: Callable[[Session], T],
     settings: Settings | None = None,
@@ -236,22 +376,35 @@ def run_in_transaction(
     :class:`TransactionOutcomeUnknown` and is not retried.
     """
     settings = settings or Settings.from_env()
-    overrides = {"retry_attempts": attempts, "retry_max_seconds": max_seconds}
-    given = {name: value for name, value in overrides.items() if value is not None}
-    limits = settings.replace(**given) if given else settings  # replace() checks them like any setting
-    stop: stop_base = stop_after_delay(limits.retry_max_seconds)
-    if limits.retry_attempts is not None:
-        stop = stop | stop_after_attempt(limits.retry_attempts)
-    retrying = Retrying(
-        stop=stop,
-        wait=_BACKOFF,
-        retry=retry_if_exception(_is_transient),
-        before_sleep=_log_retry,
-        reraise=True,
-    )
+    retrying = Retrying(**_retry_policy(settings, attempts, max_seconds))
 
     def attempt() -> T:
         with get_session(settings, api_key=api_key) as session:
             return work(session)
 
     return retrying(attempt)
+
+
+async def run_in_transaction_async(
+    work: Callable[[AsyncSession], Awaitable[T]],
+    settings: Settings | None = None,
+    *,
+    api_key: str | None = None,
+    attempts: int | None = None,
+    max_seconds: float | None = None,
+) -> T:
+    """``await run_in_transaction_async(work)``: :func:`run_in_transaction` for a coroutine function.
+
+    ``await work(session)`` runs in one transaction of :func:`get_async_session`; a
+    transient fault retries the whole unit with the same limits and backoff (waiting
+    with ``asyncio.sleep``), and a connection lost during COMMIT raises
+    :class:`TransactionOutcomeUnknown`.
+    """
+    settings = settings or Settings.from_env()
+    retrying = AsyncRetrying(**_retry_policy(settings, attempts, max_seconds))
+
+    async def attempt() -> T:
+        async with get_async_session(settings, api_key=api_key) as session:
+            return await work(session)
+
+    return await retrying(attempt)

@@ -33,7 +33,7 @@ def prepare_pg_connection(conn: Connection, ef_search: int) -> None:
     """
     info = conn.connection.info
     if _sends_binary(conn.dialect) and not info.get(_BINARY_INFO_KEY):
-        conn.connection.dbapi_connection.adapters.register_dumper(  # type: ignore[union-attr]
+        conn.connection.driver_connection.adapters.register_dumper(  # type: ignore[union-attr]
             _BinaryVector, _binary_vector_dumper()
         )
         info[_BINARY_INFO_KEY] = True
@@ -49,8 +49,8 @@ def prepare_pg_connection(conn: Connection, ef_search: int) -> None:
 
 
 def _sends_binary(dialect: sa.Dialect) -> bool:
-    """Whether query vectors go in pgvector's binary format: psycopg 3, the driver with a dumper for it."""
-    return dialect.driver == "psycopg"
+    """Whether query vectors go in pgvector's binary format: psycopg 3 (sync or async), the driver with a dumper for it."""
+    return dialect.driver in ("psycopg", "psycopg_async")
 
 
 class _BinaryVector:
