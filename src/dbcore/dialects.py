@@ -12,6 +12,7 @@ the listeners in :mod:`dbcore.hooks`.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import functools
 import re
@@ -22,6 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.util import await_only
 
 from dbcore.errors import DataError, DbcoreError, StatementTarget, classify_dbapi_error
 from dbcore.types import set_pgvector
@@ -33,6 +35,7 @@ __all__ = [
     "read_only_options",
     "prepare_sqlite_connection",
     "begin_sqlite",
+    "interrupt_cancelled_sqlite",
     "prepare_mysql_connection",
     "detect_pgvector",
     "translate_error",
@@ -105,6 +108,26 @@ def begin_sqlite(connection: sa.Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def interrupt_cancelled_sqlite(dbapi_connection: Any, _record: Any, exception: BaseException | None) -> None:
+    """Pool ``invalidate`` listener of aiosqlite engines: end the transaction of a cancelled task now.
+
+    aiosqlite runs statements in a thread of its own, which a cancelled task cannot
+    stop: the statement would run to its end, and the connection SQLAlchemy then
+    closes would keep its transaction, and the write lock, until the garbage collector
+    finalized the interrupted statement. So the statement is interrupted at once
+    (``sqlite3_interrupt``, safe from any thread) and the transaction rolled back,
+    before SQLAlchemy closes the connection. Best effort: the close follows either way.
+    """
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    if not isinstance(exception, asyncio.CancelledError) or driver is None:
+        return
+    try:
+        await_only(driver.interrupt())  # runs on the loop at once, not queued behind the statement
+        dbapi_connection.rollback()  # queued behind it, ahead of the close
+    except Exception:  # noqa: BLE001, S110 - outside a greenlet (garbage collection) or already closed
+        pass
+
+
 def read_only_options(dialect_name: str) -> dict[str, Any]:
     """Execution options for an engine whose transactions only read: ``engine.execution_options(**...)``.
 
@@ -141,8 +164,10 @@ def translate_error(context: ExceptionContext, *, dbcore_tables: Collection[str]
 
     ``dbcore_tables`` names dbcore's own tables, so a missing one is told to run ``dbcore init``.
     """
-    # Pre-ping failures must reach SQLAlchemy untouched: it reconnects on them.
-    if context.is_pre_ping or _asks_for_raw_errors(context):
+    # Pre-ping failures must reach SQLAlchemy untouched: it reconnects on them. A cancelled task
+    # or an interrupt is no database error: it propagates as itself (SQLAlchemy invalidates the
+    # connection it interrupted).
+    if context.is_pre_ping or not isinstance(context.original_exception, Exception) or _asks_for_raw_errors(context):
         return
     orig = context.original_exception
     if isinstance(orig, DbcoreError):

@@ -123,6 +123,8 @@ def attach(engine: Engine, settings: Settings) -> None:
         )
         event.listen(engine, "connect", lambda dbapi_connection, _record: setup(dbapi_connection))
         event.listen(engine, "begin", dialects.begin_sqlite)
+        if engine.dialect.is_async:
+            event.listen(engine, "invalidate", dialects.interrupt_cancelled_sqlite)
     elif name in ("mysql", "mariadb"):
         event.listen(
             engine, "connect", lambda dbapi_connection, _record: dialects.prepare_mysql_connection(dbapi_connection)
