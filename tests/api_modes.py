@@ -8,7 +8,7 @@ writes its unit of work once, as a function of a sync ``Session``:
 
 ``sync`` runs it in ``dbcore.get_session()``. ``async`` runs it in
 ``dbcore.get_async_session()`` on the async driver (aiosqlite, psycopg async,
-aiomysql), through ``AsyncSession.run_sync``: the statements go through the async
+asyncmy), through ``AsyncSession.run_sync``: the statements go through the async
 engine and its pool, the COMMIT or ROLLBACK is awaited by ``get_async_session``, and an
 exception reaches the test as the async caller sees it.
 """

@@ -56,8 +56,8 @@ _ASYNC_DRIVERS: dict[str, tuple[str, str, str]] = {
     "pysqlite": ("aiosqlite", "aiosqlite", "asyncio"),
     "psycopg": ("psycopg", "psycopg", "postgres"),
     "psycopg2": ("psycopg", "psycopg", "postgres"),
-    "pymysql": ("aiomysql", "aiomysql", "mariadb"),
-    "mysqldb": ("aiomysql", "aiomysql", "mariadb"),
+    "pymysql": ("asyncmy", "asyncmy", "mariadb"),
+    "mysqldb": ("asyncmy", "asyncmy", "mariadb"),
     "pyodbc": ("aioodbc", "aioodbc", "mssql"),
 }
 # Schemes other tools use for the same dialects.
@@ -508,7 +508,7 @@ class Settings:
 
     @property
     def async_url(self) -> URL:
-        """The same database through its async driver (aiosqlite, psycopg, aiomysql, aioodbc).
+        """The same database through its async driver (aiosqlite, psycopg, asyncmy, aioodbc).
 
         Raises ConfigurationError naming the extra to install when the driver, or
         greenlet (which SQLAlchemy's asyncio layer runs on), is missing.

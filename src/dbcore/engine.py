@@ -119,7 +119,7 @@ def create_async_engine(settings: Settings | None = None, **overrides: Any) -> A
     """Create a new :class:`~sqlalchemy.ext.asyncio.AsyncEngine` for ``settings`` (not cached).
 
     The URL is ``settings.database_url`` with its async driver (aiosqlite, psycopg's
-    async mode, aiomysql, aioodbc); the options and dbcore's listeners are those of
+    async mode, asyncmy, aioodbc); the options and dbcore's listeners are those of
     :func:`create_engine`.
     """
     # Here, not at the top: the asyncio layer (and greenlet) stays off the path of sync users.

@@ -49,6 +49,8 @@ __all__ = [
     "remove_hooks",
     "record_flush",
     "run_after_commit",
+    "take_after_commit",
+    "run_hooks",
     "discard_rolled_back",
     "discard_pending",
 ]
@@ -213,9 +215,18 @@ def _bind(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
 
 def run_after_commit(session: Session) -> None:
     """Run the recorded hooks once the outermost transaction has committed."""
+    run_hooks(take_after_commit(session))
+
+
+def take_after_commit(session: Session) -> list[_Pending]:
+    """Take the hooks the outermost COMMIT owes (none when a savepoint was released: they wait for it)."""
     if session.in_nested_transaction():
-        return  # a savepoint was released; its records wait for the outer COMMIT
-    pending: list[_Pending] = session.info.pop(_PENDING, [])
+        return []
+    return session.info.pop(_PENDING, [])  # type: ignore[no-any-return]
+
+
+def run_hooks(pending: list[_Pending]) -> None:
+    """Run hooks taken by :func:`take_after_commit`; one that raises is logged, the others still run."""
     for item in pending:
         try:
             item.run()

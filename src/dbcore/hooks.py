@@ -74,6 +74,9 @@ from __future__ import annotations
 import functools
 import uuid
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -90,7 +93,16 @@ from dbcore.Mixins import INCLUDE_DELETED, SoftDeleteMixin, UpdateMixin
 from dbcore.types import utcnow, value_check
 from dbcore.vector_changes import outbox_enabled
 
-__all__ = ["attach", "track_embedding_writes", "is_dbcore_engine", "outbox_enabled"]
+__all__ = [
+    "attach",
+    "track_embedding_writes",
+    "is_dbcore_engine",
+    "outbox_enabled",
+    "AfterCommit",
+    "deferring_after_commit",
+]
+
+_DEFERRED_AFTER_COMMIT = "dbcore.deferred_after_commit"
 
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 # engine.execution_options(...) makes a new Engine object on the same pool: it is dbcore's too.
@@ -251,10 +263,41 @@ def _after_flush(session: Session, _flush_context: UOWTransaction) -> None:
     events.record_flush(session, lambda obj: _object_bound_to_dbcore(session, obj))
 
 
+@dataclass(frozen=True)
+class AfterCommit:
+    """The work a COMMIT owes, handed to :func:`dbcore.get_async_session` to do off the greenlet."""
+
+    pushes: list[vector_push.CommittedPush]
+    hooks: list[Any]
+
+
+@contextmanager
+def deferring_after_commit(session: Session) -> Iterator[list[AfterCommit]]:
+    """Within the block, a COMMIT of ``session`` leaves its push and post-save hooks in the list yielded.
+
+    ``get_async_session`` commits this way: on the event loop, the push's store calls
+    then run on a worker thread instead of blocking the loop inside the COMMIT.
+    """
+    owed: list[AfterCommit] = []
+    session.info[_DEFERRED_AFTER_COMMIT] = owed
+    try:
+        yield owed
+    finally:
+        session.info.pop(_DEFERRED_AFTER_COMMIT, None)
+
+
 @event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
-    vector_push.push_committed(session)  # first, so that post-save hooks can search the store
-    events.run_after_commit(session)
+    pushes = vector_push.committed_pushes(session)
+    hooks = events.take_after_commit(session)
+    owed: list[AfterCommit] | None = session.info.get(_DEFERRED_AFTER_COMMIT)
+    if owed is not None:
+        if pushes or hooks:
+            owed.append(AfterCommit(pushes, hooks))
+        return
+    for push in pushes:  # first, so that post-save hooks can search the store
+        vector_push.push_after_commit(push)
+    events.run_hooks(hooks)
 
 
 @event.listens_for(Session, "after_soft_rollback")

@@ -33,6 +33,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
+from dbcore import events, hooks, vector_push
 from dbcore.config import Settings
 from dbcore.dialects import WRITE_LOCK_OPTION, read_only_options
 from dbcore.engine import get_async_engine, get_engine
@@ -221,10 +222,38 @@ def _commit(session: Session) -> None:
 
 
 async def _commit_async(session: AsyncSession) -> None:
+    with hooks.deferring_after_commit(session.sync_session) as owed:
+        try:
+            await session.commit()
+        except ConnectionFailed as exc:
+            raise TransactionOutcomeUnknown(_OUTCOME_UNKNOWN) from exc
+    for work in owed:
+        for push in work.pushes:
+            await _push_after_commit_async(push)
+        events.run_hooks(work.hooks)
+
+
+async def _push_after_commit_async(push: vector_push.CommittedPush) -> None:
+    """:func:`dbcore.vector_push.push_after_commit` for an async engine, without blocking the loop.
+
+    The same steps: the database ones on the async connection (``run_sync``), the
+    store's (its sync client, and building it the first time) on a worker thread.
+    """
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    engine = AsyncEngine(push.engine)
     try:
-        await session.commit()
-    except ConnectionFailed as exc:
-        raise TransactionOutcomeUnknown(_OUTCOME_UNKNOWN) from exc
+        async with engine.connect() as conn:
+            markers = await conn.run_sync(vector_push.read_markers, push.marker_ids)
+            if not markers:
+                return
+            records = await conn.run_sync(vector_push.read_records, markers)
+        store = await asyncio.to_thread(vector_push.commit_store, push.settings)
+        await asyncio.to_thread(vector_push.write_store, store, markers, records)
+        async with engine.begin() as conn:
+            await conn.run_sync(vector_push.clear_markers, markers, records)
+    except Exception as exc:  # noqa: BLE001 - the commit happened; the markers stay for sync
+        vector_push.report_failed_push(push, exc)
 
 
 async def _abandon_async(session: AsyncSession, exc: BaseException) -> None:

@@ -46,7 +46,21 @@ from dbcore.vector_changes import chunked, memory_records, noted_markers, outbox
 if TYPE_CHECKING:
     from dbcore.vectorstores import VectorStore
 
-__all__ = ["Pushed", "push_markers", "push_committed", "commit_store", "close_stores"]
+__all__ = [
+    "Pushed",
+    "CommittedPush",
+    "push_markers",
+    "push_committed",
+    "committed_pushes",
+    "push_after_commit",
+    "read_markers",
+    "read_records",
+    "write_store",
+    "clear_markers",
+    "report_failed_push",
+    "commit_store",
+    "close_stores",
+]
 
 log = logging.getLogger(__name__)
 
@@ -67,27 +81,69 @@ class Pushed:
     markers_cleared: int
 
 
+@dataclass(frozen=True)
+class CommittedPush:
+    """What one connection of a committed session owes the store: its markers, and where they are."""
+
+    engine: Engine
+    settings: Settings
+    marker_ids: list[uuid.UUID]
+
+
 def push_markers(engine: Engine, store: VectorStore, markers: Sequence[Any]) -> Pushed:
     """Bring ``store`` up to the memories ``markers`` (rows with ``id`` and ``memory_id``) name.
 
     Deletes the markers of the memories whose state did not change during the push.
     A store error propagates with every marker kept.
     """
-    memory_ids = list(dict.fromkeys(m.memory_id for m in markers))
     with engine.connect() as conn:
-        records = memory_records(conn, memory_ids)
+        records = read_records(conn, markers)
+    upserted, deleted = write_store(store, markers, records)
+    with engine.begin() as conn:
+        cleared = clear_markers(conn, markers, records)
+    return Pushed(upserted=upserted, deleted=deleted, markers_cleared=cleared)
+
+
+# The three steps of a push, apart so that async code runs the database ones on its connection
+# (AsyncConnection.run_sync) and the store's on a worker thread (dbcore.session).
+
+
+def read_markers(conn: Connection, marker_ids: Sequence[uuid.UUID]) -> list[Any]:
+    """The rows (``id``, ``memory_id``) of those markers that still exist."""
+    markers: list[Any] = []
+    for part in chunked(list(marker_ids), _IN_CHUNK):
+        query = sa.select(_OUTBOX.c.id, _OUTBOX.c.memory_id).where(_OUTBOX.c.id.in_(part))
+        markers.extend(conn.execute(query).all())
+    return markers
+
+
+def read_records(conn: Connection, markers: Sequence[Any]) -> list[Any]:
+    """The store records (id, vector, metadata) of the memories ``markers`` name that have a vector."""
+    return memory_records(conn, _memory_ids(markers))
+
+
+def write_store(store: VectorStore, markers: Sequence[Any], records: Sequence[Any]) -> tuple[int, int]:
+    """Upsert ``records`` and delete the named memories without one; (upserted, deleted)."""
     present = {r[0] for r in records}
-    absent = [str(i) for i in memory_ids if str(i) not in present]
+    absent = [str(i) for i in _memory_ids(markers) if str(i) not in present]
     if records:
         store.upsert(records)
     if absent:
         store.delete(ids=absent)
-    with engine.begin() as conn:
-        moved = _changed_since(conn, memory_ids, records)
-        done = [m.id for m in markers if str(m.memory_id) not in moved]
-        for part in chunked(done, _IN_CHUNK):
-            conn.execute(_OUTBOX.delete().where(_OUTBOX.c.id.in_(part)))
-    return Pushed(upserted=len(records), deleted=len(absent), markers_cleared=len(done))
+    return len(records), len(absent)
+
+
+def clear_markers(conn: Connection, markers: Sequence[Any], records: Sequence[Any]) -> int:
+    """Delete the markers whose memory still has the state ``records`` were read in; how many."""
+    moved = _changed_since(conn, _memory_ids(markers), records)
+    done = [m.id for m in markers if str(m.memory_id) not in moved]
+    for part in chunked(done, _IN_CHUNK):
+        conn.execute(_OUTBOX.delete().where(_OUTBOX.c.id.in_(part)))
+    return len(done)
+
+
+def _memory_ids(markers: Sequence[Any]) -> list[uuid.UUID]:
+    return list(dict.fromkeys(m.memory_id for m in markers))
 
 
 def _changed_since(conn: Connection, memory_ids: Sequence[uuid.UUID], pushed: Sequence[Any]) -> set[str]:
@@ -105,34 +161,45 @@ def _changed_since(conn: Connection, memory_ids: Sequence[uuid.UUID], pushed: Se
     return changed
 
 
-def push_committed(session: Session) -> None:
-    """After the outermost COMMIT: push the memories whose markers ``session`` wrote; never raises."""
+def committed_pushes(session: Session) -> list[CommittedPush]:
+    """After the outermost COMMIT: what ``session``'s markers owe the store (taken: asked once)."""
     if session.in_nested_transaction():
-        return  # a savepoint was released; its markers wait for the outer COMMIT
+        return []  # a savepoint was released; its markers wait for the outer COMMIT
+    pushes = []
     for connection, marker_ids in noted_markers(session).items():
         settings = outbox_settings(connection)
         # Still in a transaction: the session joined an outer one, which has not committed.
         if settings is None or not settings.vector_push_on_commit or connection.in_transaction():
             continue
-        _push_after_commit(connection.engine, settings, marker_ids)
+        pushes.append(CommittedPush(connection.engine, settings, marker_ids))
+    return pushes
 
 
-def _push_after_commit(engine: Engine, settings: Settings, marker_ids: Sequence[uuid.UUID]) -> None:
+def push_committed(session: Session) -> None:
+    """After the outermost COMMIT: push the memories whose markers ``session`` wrote; never raises."""
+    for push in committed_pushes(session):
+        push_after_commit(push)
+
+
+def push_after_commit(push: CommittedPush) -> None:
+    """Push one connection's markers; a failure is logged (:func:`report_failed_push`), never raised."""
     try:
-        with engine.connect() as conn:
-            markers: list[Any] = []
-            for part in chunked(list(marker_ids), _IN_CHUNK):
-                query = sa.select(_OUTBOX.c.id, _OUTBOX.c.memory_id).where(_OUTBOX.c.id.in_(part))
-                markers.extend(conn.execute(query).all())
+        with push.engine.connect() as conn:
+            markers = read_markers(conn, push.marker_ids)
         if markers:
-            push_markers(engine, commit_store(settings), markers)
+            push_markers(push.engine, commit_store(push.settings), markers)
     except Exception as exc:  # noqa: BLE001 - the commit happened; the markers stay for sync
-        log.warning(
-            "the %s vector store was not updated after COMMIT; %d marker(s) kept for `dbcore vectors sync`: %s",
-            settings.vector_backend,
-            len(marker_ids),
-            _without_secrets(f"{type(exc).__name__}: {exc}", settings),
-        )
+        report_failed_push(push, exc)
+
+
+def report_failed_push(push: CommittedPush, exc: BaseException) -> None:
+    """Log that the store was not updated after COMMIT (secrets removed); the markers wait for sync."""
+    log.warning(
+        "the %s vector store was not updated after COMMIT; %d marker(s) kept for `dbcore vectors sync`: %s",
+        push.settings.vector_backend,
+        len(push.marker_ids),
+        _without_secrets(f"{type(exc).__name__}: {exc}", push.settings),
+    )
 
 
 def _without_secrets(text: str, settings: Settings) -> str:
