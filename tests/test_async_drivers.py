@@ -50,8 +50,8 @@ DRIVERS = {
     f"postgresql+psycopg://u:{SECRET}@h/db": ("postgresql+psycopg", None),
     f"postgresql+psycopg2://u:{SECRET}@h/db": ("postgresql+psycopg", None),
     f"postgresql://u:{SECRET}@h/db": ("postgresql+psycopg", None),
-    f"mysql+pymysql://u:{SECRET}@h/db": ("mysql+aiomysql", "aiomysql"),
-    f"mariadb+pymysql://u:{SECRET}@h/db": ("mariadb+aiomysql", "aiomysql"),
+    f"mysql+pymysql://u:{SECRET}@h/db": ("mysql+asyncmy", "asyncmy"),
+    f"mariadb+pymysql://u:{SECRET}@h/db": ("mariadb+asyncmy", "asyncmy"),
     MSSQL_URL: ("mssql+aioodbc", "aioodbc"),
 }
 
@@ -59,8 +59,8 @@ DRIVERS = {
 MISSING = {
     "sqlite:///{tmp}/x.sqlite3": ("aiosqlite", "asyncio"),
     f"postgresql+psycopg2://u:{SECRET}@h/db": ("psycopg", "postgres"),
-    f"mysql+pymysql://u:{SECRET}@h/db": ("aiomysql", "mariadb"),
-    f"mariadb+pymysql://u:{SECRET}@h/db": ("aiomysql", "mariadb"),
+    f"mysql+pymysql://u:{SECRET}@h/db": ("asyncmy", "mariadb"),
+    f"mariadb+pymysql://u:{SECRET}@h/db": ("asyncmy", "mariadb"),
     MSSQL_URL: ("aioodbc", "mssql"),
 }
 
