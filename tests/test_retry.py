@@ -208,15 +208,17 @@ def test_connection_lost_during_commit_is_outcome_unknown_and_not_retried(
 def test_async_retry_waits_on_the_event_loop(aio: LoopRunner) -> None:
     """Between attempts run_in_transaction_async sleeps with asyncio: other tasks run meanwhile.
 
-    The other task sleeps 0.05 s from before the first attempt, less than the first
-    backoff (at least 0.1 s), so the event loop wakes it before the second attempt if
-    the backoff awaits; a backoff that blocked the thread would run the second attempt
-    first (nothing else lets the loop run between the backoff and the attempt's work).
+    When the first attempt fails, it starts a task that sleeps 0.05 s, less than the
+    first backoff (at least 0.1 s): if the backoff awaits, the event loop wakes that
+    task before the second attempt begins; a backoff that blocked the thread would run
+    the second attempt first (nothing lets the loop run between the end of the backoff
+    and the attempt's work).
     """
     # Nothing listens on port 1: each attempt is refused at once, a transient fault.
     settings = dbcore.Settings(database_url="postgresql+psycopg://u@127.0.0.1:1/x", retry_attempts=2)
     other_task_done: list[bool] = []
     seen_by_attempts: list[bool] = []
+    others: list[asyncio.Task[None]] = []
 
     async def other_task() -> None:
         await asyncio.sleep(0.05)
@@ -224,15 +226,18 @@ def test_async_retry_waits_on_the_event_loop(aio: LoopRunner) -> None:
 
     async def work(session: AsyncSession) -> None:
         seen_by_attempts.append(bool(other_task_done))
-        await session.execute(sa.text("SELECT 1"))
+        try:
+            await session.execute(sa.text("SELECT 1"))
+        finally:
+            if not others:
+                others.append(asyncio.create_task(other_task()))
 
-    async def both() -> None:
-        other = asyncio.create_task(other_task())
+    async def retried() -> None:
         with pytest.raises(dbcore.ConnectionFailed):
             await dbcore.run_in_transaction_async(work, settings)
-        await other
+        await asyncio.gather(*others)
 
-    aio.run(both())
+    aio.run(retried())
     assert seen_by_attempts == [False, True]
 
 
