@@ -1,20 +1,27 @@
-"""Post-save hooks and transition hooks run after COMMIT only, on every live dialect."""
+"""Post-save hooks and transition hooks run after COMMIT only, on every live dialect, sync and async.
+
+Each test holds its sessions open with ``api.session`` (tests/api_modes.py): a step
+that calls ``session.commit()`` is, in async mode, what ``await AsyncSession.commit()``
+does (the sync session's commit, run through the greenlet bridge), and the end of the
+block is ``get_session``'s or ``get_async_session``'s own COMMIT.
+"""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+import dbcore
 from dbcore.base import TYPE_ANNOTATION_MAP, BaseModel, make_metadata
 from dbcore.events import on_saved, on_transition, remove_hooks
 from dbcore.Mixins import BaseMixin, SoftDeleteMixin
 from dbcore.types import SqlEnum
+from tests.api_modes import Api
 
 
 class EventBase(BaseModel, DeclarativeBase):
@@ -40,9 +47,9 @@ class Other(EventBase, BaseMixin):
 
 
 @pytest.fixture
-def db(engine: Engine) -> Engine:
-    EventBase.metadata.create_all(engine)
-    return engine
+def db(settings: dbcore.Settings) -> dbcore.Settings:
+    EventBase.metadata.create_all(dbcore.get_engine(settings))
+    return settings
 
 
 @pytest.fixture
@@ -78,95 +85,124 @@ def transitions() -> Iterator[dict[str, list[tuple[Any, Any]]]]:
         remove_hooks(fn)
 
 
-def test_saved_hook_fires_after_commit_only(db: Engine, saved: list[tuple[str, str]]) -> None:
-    with Session(db) as session:
-        task = Task(title="a")
-        session.add_all([task, Other(label="ignored")])
+def commit(session: Session) -> None:
+    session.commit()
+
+
+def added(*objects: object) -> Callable[[Session], None]:
+    """Add ``objects`` and flush them (written, not committed)."""
+
+    def work(session: Session) -> None:
+        session.add_all(objects)
         session.flush()
+
+    return work
+
+
+class Abandoned(Exception):
+    """Raised inside a unit so that it ends without COMMIT."""
+
+
+def test_saved_hook_fires_after_commit_only(api: Api, db: dbcore.Settings, saved: list[tuple[str, str]]) -> None:
+    task = Task(title="a")
+    with api.session(db) as step:
+        step(added(task, Other(label="ignored")))
         assert saved == []  # flushed, not committed
-        session.commit()
+        step(commit)
         assert saved == [("a", "insert")]
-        task.title = "b"
-        session.commit()
+        step(lambda session: setattr(task, "title", "b"))
+        step(commit)
         assert saved[-1] == ("b", "update")
-        task.soft_delete()
-        session.commit()
+        step(lambda session: task.soft_delete())
+        step(commit)
         assert saved[-1] == ("b", "update")
-        session.delete(task)
-        session.commit()
-        assert saved[-1] == ("b", "delete")
-        assert len(saved) == 4
+        step(lambda session: session.delete(task))
+        step(lambda session: session.flush())
+        assert len(saved) == 3  # the delete is flushed; the end of the block commits it
+    assert saved[-1] == ("b", "delete")
+    assert len(saved) == 4
 
 
-def test_rolled_back_transaction_fires_nothing(db: Engine, saved: list[tuple[str, str]]) -> None:
-    with Session(db) as session:
-        session.add(Task(title="lost"))
-        session.flush()
+def test_rolled_back_transaction_fires_nothing(api: Api, db: dbcore.Settings, saved: list[tuple[str, str]]) -> None:
+    def rolled_back(session: Session) -> None:
+        added(Task(title="lost"))(session)
         session.rollback()
-        session.commit()
-    with Session(db) as session:
-        session.add(Task(title="closed"))
-        session.flush()
-    with Session(db) as session:  # the session above closed without commit; nothing may leak here
-        session.add(Task(title="kept"))
-        session.commit()
+
+    with api.session(db) as step:
+        step(rolled_back)
+        step(commit)
+    with pytest.raises(Abandoned), api.session(db) as step:  # ends without COMMIT
+        step(added(Task(title="abandoned")))
+        raise Abandoned
+    api.unit(db, added(Task(title="kept")))  # nothing of the units above may leak into this one's COMMIT
     assert saved == [("kept", "insert")]
 
 
-def test_rolled_back_savepoint_fires_nothing(db: Engine, saved: list[tuple[str, str]]) -> None:
-    with Session(db) as session:
-        session.add(Task(title="outer"))
-        session.flush()
+def test_rolled_back_savepoint_fires_nothing(api: Api, db: dbcore.Settings, saved: list[tuple[str, str]]) -> None:
+    def savepoints(session: Session) -> None:
+        added(Task(title="outer"))(session)
         with session.begin_nested() as savepoint:
-            session.add(Task(title="undone"))
-            session.flush()
+            added(Task(title="undone"))(session)
             savepoint.rollback()
         with session.begin_nested():
             session.add(Task(title="released"))
+
+    with api.session(db) as step:
+        step(savepoints)
         assert saved == []  # a savepoint release is not a commit
-        session.commit()
     assert sorted(saved) == [("outer", "insert"), ("released", "insert")]
 
 
-def test_other_sessions_are_independent(db: Engine, saved: list[tuple[str, str]]) -> None:
+def test_other_sessions_are_independent(api: Api, db: dbcore.Settings, saved: list[tuple[str, str]]) -> None:
     # (flushes do not overlap: SQLite allows one writer at a time)
-    with Session(db) as first, Session(db) as second:
-        second.add(Task(title="second"))
-        second.flush()
-        first.add(Task(title="first"))
-        second.commit()
+    with api.session(db) as first, api.session(db) as second:
+        second(added(Task(title="second")))
+        first(lambda session: session.add(Task(title="first")))
+        second(commit)
         assert saved == [("second", "insert")]
-        first.flush()
-        first.rollback()
-        second.add(Task(title="third"))
-        second.commit()
+        first(lambda session: session.flush())
+        first(lambda session: session.rollback())
+        second(lambda session: session.add(Task(title="third")))
+        second(commit)
     assert saved == [("second", "insert"), ("third", "insert")]
 
 
-def test_transition_hooks_match_from_and_to(db: Engine, transitions: dict[str, list[tuple[Any, Any]]]) -> None:
-    with Session(db) as session:
-        task = Task(title="t")
-        session.add(task)
-        session.commit()
+def set_status(task: Task, status: Status) -> Callable[[Session], None]:
+    """Set ``task.status`` after expiring it, so its old value is loaded before it is replaced."""
+
+    def work(session: Session) -> None:
+        session.expire(task, ["status"])
+        task.status = status
+
+    return work
+
+
+def test_transition_hooks_match_from_and_to(
+    api: Api, db: dbcore.Settings, transitions: dict[str, list[tuple[Any, Any]]]
+) -> None:
+    task = Task(title="t")
+    with api.session(db) as step:
+        step(lambda session: session.add(task))
+        step(commit)
         assert transitions == {"started": [], "finished": [], "any": []}  # inserts are not transitions
 
-        task.status = Status.RUNNING  # old value expired by the commit: loaded before replacing
-        session.flush()
+        step(set_status(task, Status.RUNNING))
+        step(lambda session: session.flush())
         assert transitions["started"] == []  # fires after commit
-        session.commit()
+        step(commit)
         assert transitions["started"] == [(Status.NEW, Status.RUNNING)]
 
-        task.status = Status.NEW
-        session.commit()
-        task.status = Status.DONE
-        session.commit()
+        step(set_status(task, Status.NEW))
+        step(commit)
+        step(set_status(task, Status.DONE))
+        step(commit)
         assert transitions["started"] == [(Status.NEW, Status.RUNNING)]  # NEW -> DONE is not a start
         assert transitions["finished"] == [(Status.NEW, Status.DONE)]
 
-        task.title = "renamed"  # no status change
-        session.commit()
-        task.status = Status.RUNNING
-        session.rollback()
+        step(lambda session: setattr(task, "title", "renamed"))  # no status change
+        step(commit)
+        step(set_status(task, Status.RUNNING))
+        step(lambda session: session.rollback())
     assert transitions["any"] == [
         (Status.NEW, Status.RUNNING),
         (Status.RUNNING, Status.NEW),

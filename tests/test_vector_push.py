@@ -7,6 +7,11 @@ Pinecone SDK against ``tests/pinecone_local.py``. The test reads through its own
 store object, never the one the commit pushed with, and runs no ``sync``. Where the
 push must send nothing, the store is first given a stray record under the id
 concerned: a push of that memory (absent from the rows) would delete it.
+
+The tests of a session's commit take the ``api`` fixture: the push happens for the
+units of ``get_session`` and of ``get_async_session`` alike. (In async mode the push
+runs inside the awaited COMMIT, on the event loop's thread, with the store's sync
+client.)
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from dbcore.testing import add_memory_parents
 from dbcore.vector_push import push_markers
 from dbcore.vectorstores import VectorStore, get_vector_store
 from dbcore.vectorstores.base import PreparedRecord
+from tests.api_modes import Api
 from tests.pinecone_local import PineconeLocal, running_index
 from tests.wrapped_store import WrappedStore
 
@@ -108,15 +114,25 @@ def _stray(store: VectorStore, memory_id: uuid.UUID) -> None:
 # --- searchable right after commit, on every live dialect ---------------------------------
 
 
-def test_orm_commit_is_searchable_at_once(pushed: tuple[dbcore.Settings, dict[str, Any]], store: VectorStore) -> None:
-    settings, parents = pushed
-    vector = _vectors(1, 1)[0]
-    with dbcore.get_session(settings) as session:
+def _adding_one(parents: dict[str, Any], vector: np.ndarray) -> Callable[[Session], uuid.UUID]:
+    """A unit of work that adds a memory and its embedding with the ORM."""
+
+    def add(session: Session) -> uuid.UUID:
         memory = Memory(kind=dbcore.MemoryKind.MESSAGE, content={"text": "hi"}, **parents)
         session.add(memory)
         session.flush()
         session.add(MemoryEmbedding(memory_id=memory.id, embedding=vector))
-        memory_id = memory.id
+        return memory.id
+
+    return add
+
+
+def test_orm_commit_is_searchable_at_once(
+    api: Api, pushed: tuple[dbcore.Settings, dict[str, Any]], store: VectorStore
+) -> None:
+    settings, parents = pushed
+    vector = _vectors(1, 1)[0]
+    memory_id = api.unit(settings, _adding_one(parents, vector))
     (match,) = store.query(vector, k=1)
     assert match.id == memory_id and match.score == pytest.approx(1.0, abs=1e-5)
     assert match.metadata["room_id"] == parents["room_id"] and match.metadata["kind"] == "message"
@@ -126,30 +142,36 @@ def test_orm_commit_is_searchable_at_once(pushed: tuple[dbcore.Settings, dict[st
 
 
 def test_add_update_and_delete_show_at_once(
-    pushed: tuple[dbcore.Settings, dict[str, Any]], store: VectorStore
+    api: Api, pushed: tuple[dbcore.Settings, dict[str, Any]], store: VectorStore
 ) -> None:
     settings, parents = pushed
-    with dbcore.get_session(settings) as session:
-        ids = add_memories(session, _memories(parents, 6), _vectors(6, 2))
+    ids = api.unit(settings, lambda session: add_memories(session, _memories(parents, 6), _vectors(6, 2)))
     assert {m.id for m in store.query(_vectors(6, 2)[4], k=6)} == set(ids)
     assert store.query(_vectors(6, 2)[4], k=1)[0].id == ids[4]
     assert _markers(settings) == []
 
     new = _vectors(1, 3)[0]
-    with dbcore.get_session(settings) as session:  # an ORM update of one embedding
+
+    def update_embedding(session: Session) -> None:  # an ORM update of one embedding
         row = session.execute(sa.select(MemoryEmbedding).where(MemoryEmbedding.memory_id == ids[0])).scalar_one()
         row.embedding = new
+
+    api.unit(settings, update_embedding)
     (record,) = store.get([ids[0]])
     np.testing.assert_allclose(record.vector, new, atol=1e-5)
 
-    with dbcore.get_session(settings) as session:  # metadata lives on the memory row
+    def update_metadata(session: Session) -> None:  # metadata lives on the memory row
         session.get(Memory, ids[1]).meta = {"i": 1, "lang": "fr"}  # type: ignore[union-attr]
+
+    api.unit(settings, update_metadata)
     assert store.get([ids[1]])[0].metadata["lang"] == "fr"
 
-    with dbcore.get_session(settings) as session:
+    def delete_three_ways(session: Session) -> None:
         delete_memories(session, [ids[2]])
         session.delete(session.get(MemoryEmbedding, _embedding_id(session, ids[3])))
         session.execute(sa.delete(MemoryEmbedding).where(MemoryEmbedding.memory_id == ids[5]))
+
+    api.unit(settings, delete_three_ways)
     assert store.get([ids[2], ids[3], ids[5]]) == []
     assert set(store.ids()) == {str(ids[0]), str(ids[1]), str(ids[4])}
     assert _markers(settings) == []
@@ -160,18 +182,21 @@ def _embedding_id(session: Session, memory_id: uuid.UUID) -> uuid.UUID:
 
 
 def test_rollback_and_rolled_back_savepoint_push_nothing(
-    pushed: tuple[dbcore.Settings, dict[str, Any]], store: VectorStore
+    api: Api, pushed: tuple[dbcore.Settings, dict[str, Any]], store: VectorStore
 ) -> None:
     settings, parents = pushed
     lost, kept, dropped = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     for memory_id in (lost, dropped):
         _stray(store, memory_id)
-    with dbcore.get_session(settings) as session:
+
+    def rolled_back(session: Session) -> None:
         add_memories(session, [{**_memories(parents, 1)[0], "id": lost}], _vectors(1, 4))
         session.rollback()
+
+    api.unit(settings, rolled_back)
     assert store.get([lost]) != [] and _markers(settings) == []
 
-    with dbcore.get_session(settings) as session:
+    def savepoint_rolled_back(session: Session) -> None:
         add_memories(session, [{**_memories(parents, 1)[0], "id": kept}], _vectors(1, 5))
         savepoint = session.begin_nested()
         add_memories(session, [{**_memories(parents, 1)[0], "id": dropped}], _vectors(1, 6))
@@ -179,6 +204,8 @@ def test_rollback_and_rolled_back_savepoint_push_nothing(
         row.embedding = _vectors(1, 7)[0]
         session.flush()
         savepoint.rollback()
+
+    api.unit(settings, savepoint_rolled_back)
     assert store.get([dropped]) != [], "a memory of the rolled-back savepoint was pushed"
     (record,) = store.get([kept])
     np.testing.assert_allclose(record.vector, _vectors(1, 5)[0], atol=1e-5)
@@ -196,29 +223,32 @@ def _closed_port() -> int:
 
 @pytest.mark.parametrize("failure", ["pinecone 503", "pinecone unreachable", "chroma unreachable"])
 def test_failing_store_leaves_commit_and_markers_for_sync(
-    failure: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    api: Api, failure: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     base = dbcore.Settings(database_url=f"sqlite:///{tmp_path / 'fail.sqlite3'}")
     with running_index(DIMS) as server:
         if failure == "chroma unreachable":  # nothing listens on the port: every commit's push fails
-            settings = base.replace(vector_backend="chroma", chroma=ChromaSettings(host="127.0.0.1", port=_closed_port()))
+            settings = base.replace(
+                vector_backend="chroma", chroma=ChromaSettings(host="127.0.0.1", port=_closed_port())
+            )
             healthy = get_vector_store(settings.replace(chroma=ChromaSettings(path=str(tmp_path / "chroma"))))
         else:
             pinecone = PineconeSettings(api_key=SECRET, host=server.host)
             settings = base.replace(vector_backend="pinecone", pinecone=pinecone)
             healthy = get_vector_store(settings)
             if failure == "pinecone unreachable":
-                settings = settings.replace(pinecone=PineconeSettings(api_key=SECRET, host=f"http://127.0.0.1:{_closed_port()}"))
+                settings = settings.replace(
+                    pinecone=PineconeSettings(api_key=SECRET, host=f"http://127.0.0.1:{_closed_port()}")
+                )
         always_down = failure != "pinecone 503"
         parents = _migrate(settings)
-        with dbcore.get_session(settings) as session:
-            first = add_memories(session, _memories(parents, 2), _vectors(2, 8))
+        first = api.unit(settings, lambda session: add_memories(session, _memories(parents, 2), _vectors(2, 8)))
         assert set(healthy.ids()) == (set() if always_down else {str(i) for i in first})
         server.down = failure == "pinecone 503"  # real 503 answers to the store the first commit built
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="dbcore.vector_push"):
-            with dbcore.get_session(settings) as session:  # returns normally: the commit happened
-                ids = add_memories(session, _memories(parents, 3), _vectors(3, 9))
+            # returns normally: the commit happened
+            ids = api.unit(settings, lambda session: add_memories(session, _memories(parents, 3), _vectors(3, 9)))
         assert "marker(s) kept for `dbcore vectors sync`" in caplog.text and SECRET not in caplog.text
         expected_pending = {str(i) for i in ids} | ({str(i) for i in first} if always_down else set())
         assert set(_markers(settings)) == expected_pending
@@ -249,9 +279,7 @@ def test_push_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.mark.parametrize("database", ["file", "memory"])
-def test_session_joined_to_an_outer_transaction_pushes_nothing_before_it_commits(
-    database: str, tmp_path: Path
-) -> None:
+def test_session_joined_to_an_outer_transaction_pushes_nothing_before_it_commits(database: str, tmp_path: Path) -> None:
     # In memory, every connection of the engine is the same SQLite connection: a push
     # would run inside the outer transaction, and could commit it.
     url = "sqlite:///:memory:" if database == "memory" else f"sqlite:///{tmp_path / 'outer.sqlite3'}"
@@ -281,7 +309,7 @@ def test_session_joined_to_an_outer_transaction_pushes_nothing_before_it_commits
 # --- ordering and concurrency ----------------------------------------------------------
 
 
-def test_post_save_hooks_can_search_what_was_committed(tmp_path: Path) -> None:
+def test_post_save_hooks_can_search_what_was_committed(api: Api, tmp_path: Path) -> None:
     settings = dbcore.Settings(
         database_url=f"sqlite:///{tmp_path / 'hooks.sqlite3'}",
         vector_backend="chroma",
@@ -296,14 +324,10 @@ def test_post_save_hooks_can_search_what_was_committed(tmp_path: Path) -> None:
         found.append([m.id for m in store.query(_vectors(1, 12)[0], k=1)])
 
     try:
-        with dbcore.get_session(settings) as session:
-            memory = Memory(kind=dbcore.MemoryKind.MESSAGE, content={}, **parents)
-            session.add(memory)
-            session.flush()
-            session.add(MemoryEmbedding(memory_id=memory.id, embedding=_vectors(1, 12)[0]))
+        memory_id = api.unit(settings, _adding_one(parents, _vectors(1, 12)[0]))
     finally:
         dbcore.events.remove_hooks(search)
-    assert found == [[memory.id]]
+    assert found == [[memory_id]]
 
 
 class _CommitsMeanwhile(WrappedStore):

@@ -2,7 +2,8 @@
 
 - The numpy path's per-process matrix cache never serves stale results: writes by
   another process, another engine, ORM flushes, Core statements and bulk ORM
-  statements all bump the version counter in their transaction; a rollback does not.
+  statements all bump the version counter in their transaction; a rollback does not
+  (for the units of get_session and get_async_session alike).
 - pgvector: the HNSW index is used, and a selective filter still returns k rows.
 - Bulk writes validate everything first and write nothing on bad input.
 """
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from dbcore.testing import add_memory_parents
 from dbcore.vector_changes import embedding_version
 from dbcore.vectorstores import F
 from dbcore.vectorstores.integrated import IntegratedVectorStore, clear_matrix_cache
+from tests.api_modes import Api
 
 DIMS = EMBEDDING_DIMS
 
@@ -54,7 +56,10 @@ def _vectors(count: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(count, DIMS)).astype(np.float32)
 
 
-def _add(engine: Engine, parents: dict[str, Any], vectors: np.ndarray, room: int | None = None) -> list[uuid.UUID]:
+def _adding(
+    parents: dict[str, Any], vectors: np.ndarray, room: int | None = None
+) -> Callable[[Session], list[uuid.UUID]]:
+    """A unit of work that adds one memory per vector (to room ``room``, or spread over the rooms)."""
     rooms = parents["rooms"]
     memories = [
         {
@@ -65,8 +70,12 @@ def _add(engine: Engine, parents: dict[str, Any], vectors: np.ndarray, room: int
         }
         for i in range(len(vectors))
     ]
+    return lambda session: add_memories(session, memories, vectors)
+
+
+def _add(engine: Engine, parents: dict[str, Any], vectors: np.ndarray, room: int | None = None) -> list[uuid.UUID]:
     with Session(engine) as session:
-        ids = add_memories(session, memories, vectors)
+        ids = _adding(parents, vectors, room)(session)
         session.commit()
     return ids
 
@@ -106,32 +115,47 @@ def test_query_and_get_ids_equal_add_memories_ids(
     assert [r.id for r in store.get([ids[1], str(ids[3])])] == [ids[1], ids[3]]
 
 
-def test_every_kind_of_write_bumps_the_version(ready: tuple[dbcore.Settings, Engine, dict[str, Any]]) -> None:
-    _, engine, parents = ready
+class Abandoned(Exception):
+    """Raised inside a unit so that it rolls back."""
+
+
+def test_every_kind_of_write_bumps_the_version(api: Api, ready: tuple[dbcore.Settings, Engine, dict[str, Any]]) -> None:
+    settings, engine, parents = ready
     start = _version(engine)
-    ids = _add(engine, parents, _vectors(3, 1))
+    ids = api.unit(settings, _adding(parents, _vectors(3, 1)))
     after_add = _version(engine)
     assert after_add > start
-    with Session(engine) as session:  # ORM flush
-        row = session.execute(sa.select(MemoryEmbedding).where(MemoryEmbedding.memory_id == ids[0])).scalar_one()
-        row.embedding = _vectors(1, 2)[0]
-        session.commit()
+
+    def embedding_of(session: Session, memory_id: uuid.UUID) -> MemoryEmbedding:
+        return session.execute(sa.select(MemoryEmbedding).where(MemoryEmbedding.memory_id == memory_id)).scalar_one()
+
+    def orm_flush(session: Session) -> None:
+        embedding_of(session, ids[0]).embedding = _vectors(1, 2)[0]
+
+    api.unit(settings, orm_flush)
     after_orm = _version(engine)
     assert after_orm > after_add
-    with Session(engine) as session:  # bulk ORM statement
-        session.execute(sa.update(MemoryEmbedding).where(MemoryEmbedding.memory_id == ids[1]).values(model="m2"))
-        session.commit()
+    api.unit(  # bulk ORM statement
+        settings,
+        lambda session: session.execute(
+            sa.update(MemoryEmbedding).where(MemoryEmbedding.memory_id == ids[1]).values(model="m2")
+        ),
+    )
     after_bulk = _version(engine)
     assert after_bulk > after_orm
     with engine.begin() as conn:  # Core statement
         conn.execute(MemoryEmbedding.__table__.delete().where(MemoryEmbedding.__table__.c.memory_id == ids[2]))
     after_core = _version(engine)
     assert after_core > after_bulk
-    with Session(engine) as session:  # a rolled-back write leaves the counter alone
-        row = session.execute(sa.select(MemoryEmbedding).where(MemoryEmbedding.memory_id == ids[0])).scalar_one()
-        row.embedding = _vectors(1, 3)[0]
+
+    def rolled_back(session: Session) -> None:
+        embedding_of(session, ids[0]).embedding = _vectors(1, 3)[0]
         session.flush()
-        session.rollback()
+        assert embedding_version(session.connection()) > after_core  # bumped in the unit's transaction
+        raise Abandoned
+
+    with pytest.raises(Abandoned):  # a rolled-back unit leaves the counter alone
+        api.unit(settings, rolled_back)
     assert _version(engine) == after_core
 
 

@@ -1,7 +1,7 @@
 """The outbox keeps Chroma and Pinecone equal to the relational rows, whatever fails when.
 
 Each fault-injection test writes or deletes memories on a real database (SQLite
-here, the outbox-marker tests run on every live dialect), makes the store fail
+here, the outbox-marker test runs on every live dialect, sync and async), makes the store fail
 before, during (a partial batch) or after its step, or switches the Pinecone
 server off, and checks two things: right after the failure every difference
 between SQL and the store is covered by an outbox marker, and after a clean
@@ -29,7 +29,9 @@ from dbcore.DB_Memories import EMBEDDING_DIMS, Memory, MemoryEmbedding, VectorOu
 from dbcore.errors import ForeignKeyViolation, ValidationError
 from dbcore.memories import add_memories, delete_memories
 from dbcore.testing import add_memory_parents
+from dbcore.vector_changes import embedding_version
 from dbcore.vectorstores.base import PreparedRecord, VectorStore
+from tests.api_modes import Api
 from tests.pinecone_local import PineconeLocal, running_index
 from tests.wrapped_store import WrappedStore
 
@@ -146,6 +148,11 @@ def _add(engine: Engine, parents: dict[str, Any], count: int = N, seed: int = 1)
 def _sql_ids(engine: Engine) -> set[str]:
     with engine.connect() as conn:
         return {str(i) for i in conn.execute(sa.select(MemoryEmbedding.memory_id)).scalars()}
+
+
+def _version(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return embedding_version(conn)
 
 
 def _markers(engine: Engine) -> list[str]:
@@ -371,23 +378,45 @@ def test_cli_vectors_integrated_has_nothing_to_do(
 # --- markers in the same transaction, on every live dialect ------------------------------
 
 
-def test_outbox_markers_commit_and_roll_back_with_the_rows(settings: dbcore.Settings) -> None:
-    import dataclasses
+class Abandoned(Exception):
+    """Raised inside a unit so that it rolls back."""
 
-    outboxed = dataclasses.replace(settings, vector_backend="chroma", vector_push_on_commit=False)
+
+def test_outbox_markers_and_the_embedding_version_commit_and_roll_back_with_the_rows(
+    api: Api, settings: dbcore.Settings
+) -> None:
+    """A unit's outbox markers and embedding version bump are in its transaction: a rolled-back
+    unit leaves neither, a committed one has both (get_session and get_async_session)."""
+    outboxed = settings.replace(vector_backend="chroma", vector_push_on_commit=False)
     engine, parents = _prepare(outboxed)
     try:
         ids = _add(engine, parents, count=5)
         assert sorted(_markers(engine)) == sorted(map(str, ids))
-        with Session(engine) as session:
+        start = _version(engine)
+        inside: list[tuple[list[str], int]] = []  # what each unit saw in its own transaction
+
+        def change(session: Session) -> None:
             add_memories(session, [{**parents, "kind": "document"}], _vectors(1, 2))
             delete_memories(session, ids[:2])
-            session.rollback()
+            session.flush()
+            markers = session.execute(sa.select(VectorOutbox.memory_id)).scalars()
+            inside.append((sorted(map(str, markers)), embedding_version(session.connection())))
+
+        def change_then_fail(session: Session) -> None:
+            change(session)
+            raise Abandoned
+
+        with pytest.raises(Abandoned):
+            api.unit(outboxed, change_then_fail)
+        [(markers, version)] = inside
+        assert len(markers) == 5 + 3 and version > start  # written in the transaction...
         assert sorted(_markers(engine)) == sorted(map(str, ids)) and len(_sql_ids(engine)) == 5
-        with Session(engine) as session:
-            delete_memories(session, ids[:2])
-            session.commit()
-        assert sorted(_markers(engine)) == sorted(map(str, ids + ids[:2]))
+        assert _version(engine) == start  # ...and rolled back with it
+
+        api.unit(outboxed, change)
+        [_, (markers, version)] = inside
+        assert sorted(_markers(engine)) == markers and len(_sql_ids(engine)) == 5 - 2 + 1
+        assert sorted(set(markers) - set(map(str, ids))) != [] and _version(engine) == version > start
     finally:
         engine.dispose()
 
