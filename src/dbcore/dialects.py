@@ -5,8 +5,7 @@ the listeners in :mod:`dbcore.hooks`.
   servers), foreign keys on, a busy timeout, WAL for files, a REGEXP function so
   regex filters work as on the servers, and ``BEGIN IMMEDIATE`` for the sessions of
   :func:`dbcore.get_session` (:data:`WRITE_LOCK_OPTION`).
-- MariaDB/MySQL: strict ``sql_mode`` (no silent truncation) and utf8mb4; aiomysql
-  connections made able to send bytes under PyMySQL 1.2.3+.
+- MariaDB/MySQL: strict ``sql_mode`` (no silent truncation) and utf8mb4.
 - PostgreSQL: whether the server has pgvector, recorded on the dialect for the types.
 - Every dialect: driver errors translated to dbcore's typed errors.
 """
@@ -18,7 +17,6 @@ import copy
 import functools
 import re
 import sqlite3
-import sys
 import threading
 from collections.abc import Collection
 from typing import Any
@@ -150,30 +148,6 @@ def prepare_mysql_connection(dbapi_connection: Any) -> None:
     cursor.execute("SET SESSION sql_mode = %s", (MARIADB_SQL_MODE,))
     cursor.execute("SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci")
     cursor.close()
-    _escape_bytes_as_hex(getattr(dbapi_connection, "driver_connection", None))
-
-
-def _escape_bytes_as_hex(driver: Any) -> None:
-    """Mend an aiomysql connection that cannot send a bytes parameter (an embedding).
-
-    aiomysql (0.3.2 and before) escapes bytes with ``pymysql.converters.escape_bytes_prefixed``,
-    which PyMySQL 1.2.3 and later keep only as a placeholder string (aio-libs/aiomysql#1080):
-    every statement with a bytes parameter would fail with ``TypeError: 'str' object is not
-    callable``. Such a connection escapes bytes as PyMySQL's own connections do, as a binary
-    hex literal. Sync connections, and an aiomysql that has the function, are left alone.
-    """
-    module = sys.modules.get(type(driver).__module__) if driver is not None else None
-    broken = getattr(module, "escape_bytes_prefixed", None)
-    if broken is None or callable(broken):
-        return
-    escape = driver.escape
-
-    def escape_with_hex_bytes(obj: Any) -> str:
-        if isinstance(obj, bytes | bytearray):
-            return f"_binary X'{obj.hex()}'"
-        return str(escape(obj))
-
-    driver.escape = escape_with_hex_bytes
 
 
 def detect_pgvector(dialect: sa.Dialect, dbapi_connection: Any) -> None:
