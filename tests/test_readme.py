@@ -19,6 +19,7 @@ from tests.test_cli import base_env, explain, run
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 QUICKSTART = ROOT / "examples" / "quickstart.py"
+ASYNC_QUICKSTART = ROOT / "examples" / "async_quickstart.py"
 # What varies between runs of `dbcore init`: the database's path and the random system key.
 _INIT_PATH = re.compile(r"^(dbcore init: sqlite at sqlite\+pysqlite:///)/\S+(/dbcore\.sqlite3)$")
 _SYSTEM_KEY = re.compile(r"^(    dbk_)[A-Za-z0-9_-]{43}$")
@@ -63,8 +64,11 @@ def reader_env(database_url: str | None) -> dict[str, str]:
     return env
 
 
-def test_readme_python_block_is_the_quickstart_file() -> None:
-    assert fenced_blocks("python") == [QUICKSTART.read_text(encoding="utf-8")]
+def test_readme_python_blocks_are_the_quickstart_files() -> None:
+    assert fenced_blocks("python") == [
+        QUICKSTART.read_text(encoding="utf-8"),
+        ASYNC_QUICKSTART.read_text(encoding="utf-8"),
+    ]
 
 
 def test_readme_init_output_block_has_a_path_and_a_key_to_normalise() -> None:
@@ -87,10 +91,11 @@ def test_init_then_the_quickstart_print_what_the_readme_says(dialect: str, datab
     else:  # the first line names the server; the schema and what init did are the same everywhere
         assert normalised(printed)[1:] == normalised(readme)[1:], explain(init)
 
-    example = subprocess.run(
-        [sys.executable, str(QUICKSTART)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240
-    )
-    assert example.returncode == 0, explain(example)
-    assert example.stderr == ""
-    assert example.stdout.count("\n") == 1, explain(example)
-    assert f"It prints `{example.stdout.strip()}`." in README
+    for script in (QUICKSTART, ASYNC_QUICKSTART):
+        example = subprocess.run(
+            [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240
+        )
+        assert example.returncode == 0, explain(example)
+        assert example.stderr == ""
+        assert example.stdout.count("\n") == 1, explain(example)
+        assert f"It prints `{example.stdout.strip()}`." in README

@@ -25,6 +25,7 @@ stored keys as text, for verify and reindex.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import uuid
@@ -269,6 +270,11 @@ class PreparedRecord:
     metadata: dict[str, Any]
 
 
+def _in_order(found: Iterable[Record], id_list: list[str]) -> list[Record]:
+    by_id = {str(record.id): record for record in found}
+    return [by_id[i] for i in id_list if i in by_id]
+
+
 def _unpack(item: Any, position: int) -> tuple[Any, Any, Any]:
     if isinstance(item, Record):
         return item.id, item.vector, item.metadata
@@ -317,24 +323,9 @@ class VectorStore(ABC):
 
         Returns the number of records written. A repeated id in one batch keeps the last one.
         """
-        if isinstance(records, (Record, Mapping)):
-            raise ValidationError("upsert takes a list of records; wrap a single record in a list")
-        prepared: dict[str, PreparedRecord] = {}
-        for position, item in enumerate(records):
-            raw_id, vector, metadata = _unpack(item, position)
-            record_id = coerce_id(raw_id)
-            prepared[record_id] = PreparedRecord(
-                id=record_id,
-                vector=validate_vector(vector, self._dims, what=f"vector of record {record_id!r}"),
-                metadata=encode_metadata(metadata),
-            )
-        batch = list(prepared.values())
-        if not batch:
-            return 0
-        for record in batch:
-            self._check_id(record.id)
-        self._check_batch(batch)
-        self._upsert(batch)
+        batch = self._prepare_upsert(records)
+        if batch:
+            self._upsert(batch)
         return len(batch)
 
     def query(
@@ -350,12 +341,9 @@ class VectorStore(ABC):
 
         ``min_score`` (-1 to 1) keeps matches with ``score >= min_score``.
         """
-        query_vector = validate_vector(vector, self._dims, what="query vector")
-        k = check_k(k)
-        min_score = check_min_score(min_score)
-        parsed = self._coerce_filter(filter)
-        found = self._query(query_vector, k, parsed, min_score, include_metadata)
-        return self._finish_matches(found, k, min_score)
+        asked = self._prepare_query(vector, k, filter, min_score)
+        found = self._query(*asked, include_metadata)
+        return self._finish_matches(found, asked[1], asked[3])
 
     def delete(self, ids: Iterable[str | uuid.UUID] | None = None, filter: FilterLike | None = None) -> None:  # noqa: A002
         """Delete records by ids, by filter, or both (records matching either are removed).
@@ -364,12 +352,7 @@ class VectorStore(ABC):
         :meth:`upsert` refuses) is, so a mistyped id is not silently skipped. Calling with
         neither raises ValidationError.
         """
-        if ids is None and filter is None:
-            raise ValidationError("delete needs ids or a filter; refusing to delete everything implicitly")
-        id_list = self._coerce_ids(ids) if ids is not None else []
-        for record_id in id_list:
-            self._check_id(record_id)
-        parsed = self._coerce_filter(filter)
+        id_list, parsed = self._prepare_delete(ids, filter)
         if id_list:
             self._delete_ids(id_list)
         if parsed is not None:
@@ -380,8 +363,7 @@ class VectorStore(ABC):
         id_list = self._coerce_ids(ids)
         if not id_list:
             return []
-        found = {str(record.id): record for record in self._get(id_list)}
-        return [found[i] for i in id_list if i in found]
+        return _in_order(self._get(id_list), id_list)
 
     def count(self) -> int:
         """Number of records in the store (namespace, collection)."""
@@ -399,10 +381,137 @@ class VectorStore(ABC):
         try:
             return self._health()
         except Exception as exc:  # noqa: BLE001 - health reports, it does not raise
-            return StoreHealth(self.backend_name, ok=False, dims=self._dims, error=f"{type(exc).__name__}: {exc}")
+            return self._unhealthy(exc)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients; the default does nothing."""
+
+    # --- the same from async code ------------------------------------------------------
+    # Each runs the sync method's checks, then the backend's async hook: by default the sync
+    # hook on a worker thread (asyncio.to_thread), so a blocking client never holds the event
+    # loop; a backend with async I/O of its own overrides the hooks (the integrated store).
+
+    async def aupsert(self, records: Iterable[RecordLike]) -> int:
+        """:meth:`upsert` from async code."""
+        batch = self._prepare_upsert(records)
+        if batch:
+            await self._aupsert(batch)
+        return len(batch)
+
+    async def aquery(
+        self,
+        vector: Any,
+        k: int = 10,
+        filter: FilterLike | None = None,  # noqa: A002 - the name users expect
+        min_score: float | None = None,
+        *,
+        include_metadata: bool = True,
+    ) -> list[Match]:
+        """:meth:`query` from async code."""
+        asked = self._prepare_query(vector, k, filter, min_score)
+        found = await self._aquery(*asked, include_metadata)
+        return self._finish_matches(found, asked[1], asked[3])
+
+    async def adelete(
+        self,
+        ids: Iterable[str | uuid.UUID] | None = None,
+        filter: FilterLike | None = None,  # noqa: A002
+    ) -> None:
+        """:meth:`delete` from async code."""
+        id_list, parsed = self._prepare_delete(ids, filter)
+        if id_list:
+            await self._adelete_ids(id_list)
+        if parsed is not None:
+            await self._adelete_filter(parsed)
+
+    async def aget(self, ids: Iterable[str | uuid.UUID]) -> list[Record]:
+        """:meth:`get` from async code."""
+        id_list = self._coerce_ids(ids)
+        if not id_list:
+            return []
+        return _in_order(await self._aget(id_list), id_list)
+
+    async def acount(self) -> int:
+        """:meth:`count` from async code."""
+        return await self._acount()
+
+    async def ahealth(self) -> StoreHealth:
+        """:meth:`health` from async code; never raises for a backend failure."""
+        try:
+            return await self._ahealth()
+        except Exception as exc:  # noqa: BLE001 - health reports, it does not raise
+            return self._unhealthy(exc)
+
+    async def aclose(self) -> None:
+        """:meth:`close` from async code (on a worker thread: closing a client may block)."""
+        await asyncio.to_thread(self.close)
+
+    async def _aupsert(self, batch: Sequence[PreparedRecord]) -> None:
+        await asyncio.to_thread(self._upsert, batch)
+
+    async def _aquery(
+        self, vector: np.ndarray, k: int, filter: Filter | None, min_score: float | None, include_metadata: bool
+    ) -> Iterable[Match]:  # noqa: A002
+        return await asyncio.to_thread(lambda: list(self._query(vector, k, filter, min_score, include_metadata)))
+
+    async def _adelete_ids(self, ids: Sequence[str]) -> None:
+        await asyncio.to_thread(self._delete_ids, ids)
+
+    async def _adelete_filter(self, filter: Filter) -> None:  # noqa: A002
+        await asyncio.to_thread(self._delete_filter, filter)
+
+    async def _aget(self, ids: Sequence[str]) -> Iterable[Record]:
+        return await asyncio.to_thread(lambda: list(self._get(ids)))
+
+    async def _acount(self) -> int:
+        return await asyncio.to_thread(self._count)
+
+    async def _ahealth(self) -> StoreHealth:
+        return await asyncio.to_thread(self._health)
+
+    # --- argument checks, shared by the sync and async methods -------------------------
+
+    def _prepare_upsert(self, records: Iterable[RecordLike]) -> list[PreparedRecord]:
+        if isinstance(records, (Record, Mapping)):
+            raise ValidationError("upsert takes a list of records; wrap a single record in a list")
+        prepared: dict[str, PreparedRecord] = {}
+        for position, item in enumerate(records):
+            raw_id, vector, metadata = _unpack(item, position)
+            record_id = coerce_id(raw_id)
+            prepared[record_id] = PreparedRecord(
+                id=record_id,
+                vector=validate_vector(vector, self._dims, what=f"vector of record {record_id!r}"),
+                metadata=encode_metadata(metadata),
+            )
+        batch = list(prepared.values())
+        for record in batch:
+            self._check_id(record.id)
+        if batch:
+            self._check_batch(batch)
+        return batch
+
+    def _prepare_query(
+        self, vector: Any, k: int, filter: FilterLike | None, min_score: float | None  # noqa: A002
+    ) -> tuple[np.ndarray, int, Filter | None, float | None]:
+        return (
+            validate_vector(vector, self._dims, what="query vector"),
+            check_k(k),
+            self._coerce_filter(filter),
+            check_min_score(min_score),
+        )
+
+    def _prepare_delete(
+        self, ids: Iterable[str | uuid.UUID] | None, filter: FilterLike | None  # noqa: A002
+    ) -> tuple[list[str], Filter | None]:
+        if ids is None and filter is None:
+            raise ValidationError("delete needs ids or a filter; refusing to delete everything implicitly")
+        id_list = self._coerce_ids(ids) if ids is not None else []
+        for record_id in id_list:
+            self._check_id(record_id)
+        return id_list, self._coerce_filter(filter)
+
+    def _unhealthy(self, exc: BaseException) -> StoreHealth:
+        return StoreHealth(self.backend_name, ok=False, dims=self._dims, error=f"{type(exc).__name__}: {exc}")
 
     def __enter__(self) -> VectorStore:
         return self

@@ -25,6 +25,13 @@ Two search paths, chosen per engine:
   reloads the matrix when it changed. Filters run in SQL and select the rows of
   the matrix to score. Results equal an exact numpy search over the rows.
 
+From async code (``aquery``, ``aupsert``, ...) the store runs the same functions on a
+connection of the async engine of its database (:func:`dbcore.get_async_engine`, one
+per event loop), through ``AsyncConnection.run_sync``; only the numpy path's CPU
+work leaves the loop: building the matrix from the fetched rows, and scoring, run on
+a worker thread (``asyncio.to_thread``). The rows are fetched on the loop (async
+I/O); the matrix cache is the one the sync methods use.
+
 Declared metadata keys are read from the JSON column with a type check per
 dialect: a number condition matches JSON numbers only, a string condition JSON
 strings only, a bool condition JSON booleans only (the reference semantics of
@@ -33,12 +40,13 @@ strings only, a bool condition JSON booleans only (the reference semantics of
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -46,7 +54,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from dbcore.config import Settings
 from dbcore.DB_Memories import Memory, MemoryEmbedding
-from dbcore.engine import get_engine
+from dbcore.engine import get_async_engine, get_engine
 from dbcore.errors import DataError, DimensionMismatchError, ValidationError
 from dbcore.hooks import track_embedding_writes
 from dbcore.memories import MEMORY_METADATA_COLUMNS, memory_metadata, memory_records
@@ -56,6 +64,9 @@ from dbcore.vectorstores.base import Match, PreparedRecord, Record, StoreHealth,
 from dbcore.vectorstores.filters import Filter, short_repr
 from dbcore.vectorstores.pgvector_wire import HNSW_INFO_KEY, QueryVector, prepare_pg_connection
 from dbcore.vectorstores.sql_filters import SqlFilterCompiler
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 __all__ = ["IntegratedVectorStore", "create_store", "clear_matrix_cache"]
 
@@ -146,6 +157,7 @@ class IntegratedVectorStore(VectorStore):
         ef_search: int | None = None,
         cache: bool = True,
         model: str = "",
+        settings: Settings | None = None,
     ) -> None:
         column_dims = int(_ME.c.embedding.type.dim)  # type: ignore[attr-defined]
         dims = column_dims if dims is None else dims
@@ -164,6 +176,8 @@ class IntegratedVectorStore(VectorStore):
         if ef_search is not None and (not isinstance(ef_search, int) or not 1 <= ef_search <= _EF_SEARCH_MAX):
             raise ValidationError(f"ef_search={ef_search!r} must be an integer from 1 to {_EF_SEARCH_MAX}")
         self._engine = engine
+        # The async methods use the async engine of these settings (default: the engine's URL).
+        self._settings = settings
         self._search = search
         self._ef_search = ef_search
         self._cache = cache
@@ -188,16 +202,36 @@ class IntegratedVectorStore(VectorStore):
             self._resolved = self._resolve_search_path()
         return self._resolved
 
+    def async_engine(self) -> AsyncEngine:
+        """The async engine the ``a*`` methods use: the same database, for the running event loop."""
+        settings = self._settings or Settings(database_url=self._engine.url.render_as_string(hide_password=False))
+        return get_async_engine(settings)
+
+    async def _asearch_path(self) -> str:
+        """:attr:`search_path`, found with the async engine's first connection."""
+        if self._resolved is None:
+            engine = self.async_engine()
+            available = False
+            if self._search != "numpy" and engine.dialect.name == "postgresql":
+                async with engine.connect():  # the first connection tells whether the extension exists
+                    pass
+                available = has_pgvector(engine.sync_engine.dialect)
+            self._resolved = self._choose_path(available)
+        return self._resolved
+
     def ef_search_for(self, k: int) -> int:
         """The ``hnsw.ef_search`` a top-``k`` pgvector query runs with."""
         return self._ef_search or min(_EF_SEARCH_MAX, max(_EF_SEARCH_DEFAULT, k))
 
     def _resolve_search_path(self) -> str:
+        return self._choose_path(self._search != "numpy" and self._pgvector_available())
+
+    def _choose_path(self, pgvector_available: bool) -> str:
+        if self._search == "pgvector" and not pgvector_available:
+            raise ValidationError("search='pgvector' needs PostgreSQL with the vector extension")
         if self._search != "auto":
-            if self._search == "pgvector" and not self._pgvector_available():
-                raise ValidationError("search='pgvector' needs PostgreSQL with the vector extension")
             return self._search
-        return "pgvector" if self._pgvector_available() else "numpy"
+        return "pgvector" if pgvector_available else "numpy"
 
     def _pgvector_available(self) -> bool:
         if self._engine.dialect.name != "postgresql":
@@ -229,65 +263,80 @@ class IntegratedVectorStore(VectorStore):
                 )
 
     def _upsert(self, batch: Sequence[PreparedRecord]) -> None:
-        ids = [uuid.UUID(r.id) for r in batch]
         with self._engine.begin() as conn:
-            existing_memories: set[uuid.UUID] = set()
-            existing_embeddings: set[uuid.UUID] = set()
-            for part in chunked(ids, _IN_CHUNK):
-                existing_memories.update(conn.execute(sa.select(_MEM.c.id).where(_MEM.c.id.in_(part))).scalars())
-                existing_embeddings.update(
-                    conn.execute(sa.select(_ME.c.memory_id).where(_ME.c.memory_id.in_(part))).scalars()
-                )
-            missing = [str(i) for i in ids if i not in existing_memories]
-            if missing:
-                shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-                raise ValidationError(f"no memory with id {shown}; create the memories before their embeddings")
-            now = utcnow()
-            inserts = [
-                {"id": new_uuid(), "memory_id": mid, "embedding": r.vector, "model": self._model, "created_at": now}
-                for mid, r in zip(ids, batch, strict=True)
-                if mid not in existing_embeddings
-            ]
-            updates = [
-                {"b_memory_id": mid, "embedding": r.vector}
-                for mid, r in zip(ids, batch, strict=True)
-                if mid in existing_embeddings
-            ]
-            if inserts:
-                conn.execute(_ME.insert(), inserts)
-            if updates:
-                conn.execute(
-                    _ME.update()
-                    .where(_ME.c.memory_id == sa.bindparam("b_memory_id"))
-                    .values(embedding=sa.bindparam("embedding")),
-                    updates,
-                )
+            self._upsert_on(conn, batch)
+
+    async def _aupsert(self, batch: Sequence[PreparedRecord]) -> None:
+        async with self.async_engine().begin() as conn:
+            await conn.run_sync(self._upsert_on, batch)
+
+    def _upsert_on(self, conn: Connection, batch: Sequence[PreparedRecord]) -> None:
+        ids = [uuid.UUID(r.id) for r in batch]
+        existing_memories: set[uuid.UUID] = set()
+        existing_embeddings: set[uuid.UUID] = set()
+        for part in chunked(ids, _IN_CHUNK):
+            existing_memories.update(conn.execute(sa.select(_MEM.c.id).where(_MEM.c.id.in_(part))).scalars())
+            existing_embeddings.update(
+                conn.execute(sa.select(_ME.c.memory_id).where(_ME.c.memory_id.in_(part))).scalars()
+            )
+        missing = [str(i) for i in ids if i not in existing_memories]
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise ValidationError(f"no memory with id {shown}; create the memories before their embeddings")
+        now = utcnow()
+        inserts = [
+            {"id": new_uuid(), "memory_id": mid, "embedding": r.vector, "model": self._model, "created_at": now}
+            for mid, r in zip(ids, batch, strict=True)
+            if mid not in existing_embeddings
+        ]
+        updates = [
+            {"b_memory_id": mid, "embedding": r.vector}
+            for mid, r in zip(ids, batch, strict=True)
+            if mid in existing_embeddings
+        ]
+        if inserts:
+            conn.execute(_ME.insert(), inserts)
+        if updates:
+            conn.execute(
+                _ME.update()
+                .where(_ME.c.memory_id == sa.bindparam("b_memory_id"))
+                .values(embedding=sa.bindparam("embedding")),
+                updates,
+            )
 
     def _delete_ids(self, ids: Sequence[str]) -> None:
-        memory_ids = _memory_ids(ids)
-        if not memory_ids:
-            return
         with self._engine.begin() as conn:
-            for part in chunked(memory_ids, _IN_CHUNK):
-                conn.execute(_ME.delete().where(_ME.c.memory_id.in_(part)))
+            _delete_ids_on(conn, ids)
+
+    async def _adelete_ids(self, ids: Sequence[str]) -> None:
+        async with self.async_engine().begin() as conn:
+            await conn.run_sync(_delete_ids_on, ids)
 
     def _delete_filter(self, filter: Filter) -> None:  # noqa: A002
-        condition = self._compile(filter)
         with self._engine.begin() as conn:
-            doomed = list(conn.execute(sa.select(_MEM.c.id).where(condition)).scalars())
-            for part in chunked(doomed, _IN_CHUNK):
-                conn.execute(_ME.delete().where(_ME.c.memory_id.in_(part)))
+            _delete_where_on(conn, self._compile(filter))
+
+    async def _adelete_filter(self, filter: Filter) -> None:  # noqa: A002
+        async with self.async_engine().begin() as conn:
+            await conn.run_sync(_delete_where_on, self._compile(filter))
 
     # --- reads -------------------------------------------------------------------------
 
     def _get(self, ids: Sequence[str]) -> Iterable[Record]:
         with self._engine.connect() as conn:
-            records = memory_records(conn, _memory_ids(ids))
-        return [Record(uuid.UUID(memory_id), vector, metadata) for memory_id, vector, metadata in records]
+            return _get_on(conn, ids)
+
+    async def _aget(self, ids: Sequence[str]) -> Iterable[Record]:
+        async with self.async_engine().connect() as conn:
+            return await conn.run_sync(_get_on, ids)
 
     def _count(self) -> int:
         with self._engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(_ME)).scalar_one())
+            return _count_on(conn)
+
+    async def _acount(self) -> int:
+        async with self.async_engine().connect() as conn:
+            return await conn.run_sync(_count_on)
 
     def _ids(self) -> Iterator[str]:
         with self._engine.connect() as conn:
@@ -295,12 +344,17 @@ class IntegratedVectorStore(VectorStore):
                 yield str(memory_id)
 
     def _health(self) -> StoreHealth:
-        path = self.search_path
+        return self._healthy(self.search_path, self._count())
+
+    async def _ahealth(self) -> StoreHealth:
+        return self._healthy(await self._asearch_path(), await self._acount())
+
+    def _healthy(self, path: str, count: int) -> StoreHealth:
         detail: dict[str, Any] = {"search": path, "dialect": self._engine.dialect.name}
         if path == "numpy":
             cached = _cache.get(self._cache_key)
             detail["cached_rows"] = len(cached.raw_ids) if cached else 0
-        return StoreHealth(self.backend_name, ok=True, dims=self.dims, count=self._count(), detail=detail)
+        return StoreHealth(self.backend_name, ok=True, dims=self.dims, count=count, detail=detail)
 
     def _query(
         self,
@@ -312,8 +366,26 @@ class IntegratedVectorStore(VectorStore):
     ) -> Iterable[Match]:
         condition = self._compile(filter) if filter is not None else None
         if self.search_path == "pgvector":
-            return self._query_pgvector(vector, k, condition, min_score, include_metadata)
+            with self._engine.connect() as conn:
+                return self._query_pgvector(conn, vector, k, condition, min_score, include_metadata)
         return self._query_numpy(vector, k, condition, min_score, include_metadata)
+
+    async def _aquery(
+        self,
+        vector: np.ndarray,
+        k: int,
+        filter: Filter | None,  # noqa: A002
+        min_score: float | None,
+        include_metadata: bool,
+    ) -> Iterable[Match]:
+        condition = self._compile(filter) if filter is not None else None
+        path = await self._asearch_path()
+        async with self.async_engine().connect() as conn:
+            if path == "pgvector":
+                return await conn.run_sync(
+                    self._query_pgvector, vector, k, condition, min_score, include_metadata
+                )
+            return await self._aquery_numpy(conn, vector, k, condition, min_score, include_metadata)
 
     # --- pgvector ----------------------------------------------------------------------
 
@@ -358,6 +430,7 @@ class IntegratedVectorStore(VectorStore):
 
     def _query_pgvector(
         self,
+        conn: Connection,
         vector: np.ndarray,
         k: int,
         condition: sa.ColumnElement[bool] | None,
@@ -369,19 +442,18 @@ class IntegratedVectorStore(VectorStore):
         if min_score is not None:
             params["max_distance"] = 1.0 - min_score
         ef_search = self.ef_search_for(k)
-        with self._engine.connect() as conn:
-            try:
-                with conn.begin():
-                    prepare_pg_connection(conn, ef_search)
-                    rows = conn.execute(indexed, params).all()
-                    if len(rows) < k:
-                        # The index ran out before k rows matched (a selective filter, a high min_score,
-                        # or fewer rows than k); an exact scan answers, so k rows come back whenever k
-                        # rows match.
-                        rows = conn.execute(exact, params).all()
-            except Exception:
-                conn.info.pop(HNSW_INFO_KEY, None)  # the rollback undid the settings
-                raise
+        try:
+            with conn.begin():
+                prepare_pg_connection(conn, ef_search)
+                rows = conn.execute(indexed, params).all()
+                if len(rows) < k:
+                    # The index ran out before k rows matched (a selective filter, a high min_score,
+                    # or fewer rows than k); an exact scan answers, so k rows come back whenever k
+                    # rows match.
+                    rows = conn.execute(exact, params).all()
+        except Exception:
+            conn.info.pop(HNSW_INFO_KEY, None)  # the rollback undid the settings
+            raise
         return [
             Match(_as_uuid(row[0]), 1.0 - float(row[1]), _row_metadata(row[2:]) if include_metadata else None)
             for row in rows
@@ -391,26 +463,40 @@ class IntegratedVectorStore(VectorStore):
 
     def _matrix(self, conn: Connection) -> _Matrix:
         version = embedding_version(conn)
+        matrix = self._cached(version)
+        if matrix is None:
+            expected = _count_on(conn)
+            matrix = self._remember(self._assemble(version, expected, self._raw_batches(conn)))
+        return matrix
+
+    def _cached(self, version: int) -> _Matrix | None:
         with _cache_lock:
             cached = _cache.get(self._cache_key)
-        if cached is not None and cached.version == version and self._cache:
-            return cached
-        matrix = self._load(conn, version)
+        return cached if cached is not None and cached.version == version and self._cache else None
+
+    def _remember(self, matrix: _Matrix) -> _Matrix:
         if self._cache:
             with _cache_lock:
                 _cache[self._cache_key] = matrix
         return matrix
 
-    def _load(self, conn: Connection, version: int) -> _Matrix:
-        expected = int(conn.execute(sa.select(sa.func.count()).select_from(_ME)).scalar_one())
+    def _raw_batches(self, conn: Connection) -> Iterator[tuple[list[Any], Any]]:
+        """(raw ids, the driver's values) per batch: float32 bytes, or pgvector's arrays."""
+        if conn.dialect.name == "postgresql" and has_pgvector(conn.dialect):
+            return self._batches_pgvector(conn)
+        return self._batches_bytes(conn)
+
+    def _fetch_matrix_rows(self, conn: Connection) -> tuple[int, int, list[tuple[list[Any], Any]]]:
+        """For async code: the version, the row count and every raw batch, read in one go."""
+        return embedding_version(conn), _count_on(conn), list(self._raw_batches(conn))
+
+    def _assemble(self, version: int, expected: int, batches: Iterable[tuple[list[Any], Any]]) -> _Matrix:
+        """The unit-normalised float32 matrix of the batches (CPU only; async code runs it on a thread)."""
         vectors = np.empty((max(expected, 1), self.dims), dtype=np.float32)
         raw_ids: list[Any] = []
-        if self._engine.dialect.name == "postgresql" and has_pgvector(self._engine.dialect):
-            batches = self._batches_pgvector(conn)
-        else:
-            batches = self._batches_bytes(conn)
         filled = 0
-        for batch_ids, block in batches:
+        for batch_ids, values in batches:
+            block = self._block(batch_ids, values)
             if filled + len(batch_ids) > vectors.shape[0]:
                 vectors = np.resize(vectors, (filled + len(batch_ids), self.dims))
             target = vectors[filled : filled + len(batch_ids)]
@@ -423,31 +509,36 @@ class IntegratedVectorStore(VectorStore):
             filled += len(batch_ids)
         return _Matrix(version=version, raw_ids=raw_ids, vectors=vectors[: len(raw_ids)])
 
-    def _batches_bytes(self, conn: Connection) -> Iterator[tuple[list[Any], np.ndarray]]:
-        """(raw ids, float32 block) per batch, straight from the driver's cursor: no per-row processing."""
+    def _block(self, ids: list[Any], values: Any) -> np.ndarray:
+        if not isinstance(values, _Blobs):
+            return np.stack(values)
         width = 4 * self.dims
+        blobs = values.blobs
+        bad = next((i for i, blob in enumerate(blobs) if len(blob) != width), None)
+        if bad is not None:
+            raise DataError(
+                f"memory_embeddings row of memory {ids[bad]!r} holds {len(blobs[bad])} bytes, "
+                f"not {width} ({self.dims} float32 values)"
+            )
+        return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), self.dims)
+
+    def _batches_bytes(self, conn: Connection) -> Iterator[tuple[list[Any], _Blobs]]:
+        """(raw ids, float32 blobs) per batch, straight from the driver's cursor: no per-row processing."""
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(_LOAD_SQL)  # a constant statement, no user values
             while rows := cursor.fetchmany(_LOAD_BATCH):
                 ids = [row[0] for row in rows]
-                blobs = [bytes(row[1]) if row[1] is not None else b"" for row in rows]
-                bad = next((i for i, blob in enumerate(blobs) if len(blob) != width), None)
-                if bad is not None:
-                    raise DataError(
-                        f"memory_embeddings row of memory {ids[bad]!r} holds {len(blobs[bad])} bytes, "
-                        f"not {width} ({self.dims} float32 values)"
-                    )
-                yield ids, np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(rows), self.dims)
+                yield ids, _Blobs([bytes(row[1]) if row[1] is not None else b"" for row in rows])
         finally:
             cursor.close()
 
-    def _batches_pgvector(self, conn: Connection) -> Iterator[tuple[list[Any], np.ndarray]]:
+    def _batches_pgvector(self, conn: Connection) -> Iterator[tuple[list[Any], list[np.ndarray]]]:
         result = conn.execution_options(stream_results=True, yield_per=_LOAD_BATCH).execute(
             sa.select(_raw(_ME.c.memory_id), _ME.c.embedding)
         )
         for rows in result.partitions(_LOAD_BATCH):
-            yield [row[0] for row in rows], np.stack([row[1] for row in rows])
+            yield [row[0] for row in rows], [row[1] for row in rows]
 
     def _query_numpy(
         self,
@@ -457,24 +548,42 @@ class IntegratedVectorStore(VectorStore):
         min_score: float | None,
         include_metadata: bool,
     ) -> list[Match]:
-        query_unit = (vector / np.linalg.norm(vector)).astype(np.float32)
+        query_unit = _unit(vector)
         with self._engine.connect() as conn, conn.begin():
             matrix = self._matrix(conn)
-            if condition is not None:
-                # Filters read memories only; ids without an embedding are not in the matrix and drop out.
-                allowed = conn.execute(sa.select(_raw(_MEM.c.id)).where(condition)).scalars().all()
-                rows = matrix.positions(allowed)
-                scores = matrix.vectors[rows] @ query_unit
-            else:
-                rows = None
-                scores = matrix.vectors @ query_unit
-            picked = _top(scores, k, min_score)
-            positions = picked if rows is None else rows[picked]
-            chosen = [matrix.raw_ids[p] for p in positions]
+            allowed = _allowed_on(conn, condition) if condition is not None else None
+            chosen, scores = _score(matrix, query_unit, allowed, k, min_score)
             metadata = self._metadata_for(conn, chosen) if include_metadata and chosen else {}
+        return self._matches(chosen, scores, metadata, include_metadata)
+
+    async def _aquery_numpy(
+        self,
+        conn: AsyncConnection,
+        vector: np.ndarray,
+        k: int,
+        condition: sa.ColumnElement[bool] | None,
+        min_score: float | None,
+        include_metadata: bool,
+    ) -> list[Match]:
+        """:meth:`_query_numpy` on an async connection: SQL on the loop, the matrix and scoring on a thread."""
+        query_unit = _unit(vector)
+        async with conn.begin():
+            version = await conn.run_sync(embedding_version)
+            matrix = self._cached(version)
+            if matrix is None:
+                version, expected, batches = await conn.run_sync(self._fetch_matrix_rows)
+                matrix = self._remember(await asyncio.to_thread(self._assemble, version, expected, batches))
+            allowed = await conn.run_sync(_allowed_on, condition) if condition is not None else None
+            chosen, scores = await asyncio.to_thread(_score, matrix, query_unit, allowed, k, min_score)
+            metadata = await conn.run_sync(self._metadata_for, chosen) if include_metadata and chosen else {}
+        return self._matches(chosen, scores, metadata, include_metadata)
+
+    def _matches(
+        self, chosen: list[Any], scores: list[float], metadata: dict[Any, dict[str, Any]], include_metadata: bool
+    ) -> list[Match]:
         to_uuid = _ME.c.memory_id.type._cached_result_processor(self._engine.dialect, None)  # type: ignore[attr-defined]
         matches = []
-        for raw_id, score in zip(chosen, scores[picked].tolist(), strict=True):
+        for raw_id, score in zip(chosen, scores, strict=True):
             memory_id = _as_uuid(to_uuid(raw_id) if to_uuid else raw_id)
             matches.append(Match(memory_id, float(score), metadata.get(raw_id) if include_metadata else None))
         return matches
@@ -486,6 +595,57 @@ class IntegratedVectorStore(VectorStore):
             for row in conn.execute(query):
                 found[row[0]] = _row_metadata(row[1:])
         return found
+
+
+@dataclass(frozen=True)
+class _Blobs:
+    """A batch of embeddings as the driver returned them: float32 bytes, checked when assembled."""
+
+    blobs: list[bytes]
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return (vector / np.linalg.norm(vector)).astype(np.float32)
+
+
+def _score(
+    matrix: _Matrix, query_unit: np.ndarray, allowed: Sequence[Any] | None, k: int, min_score: float | None
+) -> tuple[list[Any], list[float]]:
+    """The raw ids of the best ``k`` rows (of ``allowed`` ones, if given) and their scores; CPU only."""
+    if allowed is not None:
+        # Filters read memories only; ids without an embedding are not in the matrix and drop out.
+        rows: np.ndarray | None = matrix.positions(allowed)
+        scores = matrix.vectors[rows] @ query_unit
+    else:
+        rows = None
+        scores = matrix.vectors @ query_unit
+    picked = _top(scores, k, min_score)
+    positions = picked if rows is None else rows[picked]
+    return [matrix.raw_ids[p] for p in positions], scores[picked].tolist()
+
+
+def _allowed_on(conn: Connection, condition: sa.ColumnElement[bool]) -> list[Any]:
+    return list(conn.execute(sa.select(_raw(_MEM.c.id)).where(condition)).scalars().all())
+
+
+def _delete_ids_on(conn: Connection, ids: Sequence[str]) -> None:
+    for part in chunked(_memory_ids(ids), _IN_CHUNK):
+        conn.execute(_ME.delete().where(_ME.c.memory_id.in_(part)))
+
+
+def _delete_where_on(conn: Connection, condition: sa.ColumnElement[bool]) -> None:
+    doomed = list(conn.execute(sa.select(_MEM.c.id).where(condition)).scalars())
+    for part in chunked(doomed, _IN_CHUNK):
+        conn.execute(_ME.delete().where(_ME.c.memory_id.in_(part)))
+
+
+def _get_on(conn: Connection, ids: Sequence[str]) -> list[Record]:
+    records = memory_records(conn, _memory_ids(ids))
+    return [Record(uuid.UUID(memory_id), vector, metadata) for memory_id, vector, metadata in records]
+
+
+def _count_on(conn: Connection) -> int:
+    return int(conn.execute(sa.select(sa.func.count()).select_from(_ME)).scalar_one())
 
 
 def _top(scores: np.ndarray, k: int, min_score: float | None) -> np.ndarray:
@@ -501,4 +661,5 @@ def _top(scores: np.ndarray, k: int, min_score: float | None) -> np.ndarray:
 
 def create_store(settings: Settings, **kwargs: Any) -> IntegratedVectorStore:
     """Build the integrated store on the engine of ``settings`` (``kwargs`` go to the store)."""
+    kwargs.setdefault("settings", settings)
     return IntegratedVectorStore(get_engine(settings), settings.vector_dims, **kwargs)
