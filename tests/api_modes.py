@@ -154,6 +154,13 @@ class Api:
 
         return self.run(connected())
 
+    def dispose_engines(self) -> None:
+        """``dispose_engines()``; in async mode the loop's async engines are closed first, on their loop
+        (``dispose_engines`` alone would drop their pools unclosed, see its docstring)."""
+        if self.is_async:
+            self.run(dbcore.dispose_async_engines())
+        dbcore.dispose_engines()
+
     def is_connected(self, settings: dbcore.Settings) -> bool:
         if not self.is_async:
             return dbcore.is_connected(settings)
