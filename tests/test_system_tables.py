@@ -188,6 +188,10 @@ def test_core_writes_on_a_session_connection_need_the_key(api: Api, migrated: db
         assert snapshot(migrated) != before, name
 
 
+def as_system(write: Callable[[sa.Connection], None]) -> Callable[[sa.Connection], None]:
+    return lambda connection: write(connection.execution_options(dbcore_system=True))
+
+
 def test_a_bare_dbcore_connection_needs_the_system_option(api: Api, migrated: dbcore.Settings) -> None:
     for name, write in CORE_WRITES.items():
         before = snapshot(migrated)
@@ -199,7 +203,7 @@ def test_a_bare_dbcore_connection_needs_the_system_option(api: Api, migrated: db
             api.connect(migrated, write, begin=False, isolation_level="SERIALIZABLE")
         assert snapshot(migrated) == before, name
 
-        api.connect(migrated, lambda connection: write(connection.execution_options(dbcore_system=True)))
+        api.connect(migrated, as_system(write))
         assert snapshot(migrated) != before, name
 
 
