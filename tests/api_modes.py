@@ -20,11 +20,12 @@ from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 import dbcore
+from dbcore.health import connection_error_async
 
 T = TypeVar("T")
 
@@ -48,7 +49,7 @@ class LoopRunner:
 
 
 class Api:
-    """``get_session`` / ``run_in_transaction`` / health, sync or async (see the module docstring)."""
+    """``get_session`` / ``run_in_transaction`` / bare connections / health, sync or async (see the module docstring)."""
 
     def __init__(self, mode: str, loop: LoopRunner | None) -> None:
         assert mode in MODES
@@ -128,10 +129,47 @@ class Api:
 
         return self.run(current())
 
+    def connect(
+        self, settings: dbcore.Settings, work: Callable[[Connection], T], *, begin: bool = True, **options: Any
+    ) -> T:
+        """Run ``work(connection)`` on a bare connection of the cached engine, past any session.
+
+        ``begin`` runs it as ``engine.begin()`` (COMMIT at the end, ROLLBACK on an
+        exception); without, as ``engine.connect()`` (autobegun, rolled back at close).
+        ``options`` are execution options of the engine the connection comes from. In
+        async mode the connection is the async engine's, ``work`` run through
+        ``AsyncConnection.run_sync``.
+        """
+        if not self.is_async:
+            engine = dbcore.get_engine(settings)
+            engine = engine.execution_options(**options) if options else engine
+            with engine.begin() if begin else engine.connect() as connection:
+                return work(connection)
+
+        async def connected() -> T:
+            engine = dbcore.get_async_engine(settings)
+            engine = engine.execution_options(**options) if options else engine
+            async with engine.begin() if begin else engine.connect() as connection:
+                return await connection.run_sync(work)
+
+        return self.run(connected())
+
+    def dispose_engines(self) -> None:
+        """``dispose_engines()``; in async mode the loop's async engines are closed first, on their loop
+        (``dispose_engines`` alone would drop their pools unclosed, see its docstring)."""
+        if self.is_async:
+            self.run(dbcore.dispose_async_engines())
+        dbcore.dispose_engines()
+
     def is_connected(self, settings: dbcore.Settings) -> bool:
         if not self.is_async:
             return dbcore.is_connected(settings)
         return self.run(dbcore.is_connected_async(settings))
+
+    def connection_error(self, settings: dbcore.Settings) -> str | None:
+        if not self.is_async:
+            return dbcore.connection_error(settings)
+        return self.run(connection_error_async(settings))
 
     def connection_info(self, settings: dbcore.Settings) -> dbcore.ConnectionInfo:
         if not self.is_async:

@@ -1,4 +1,9 @@
-"""DBAPI errors become dbcore's typed errors on every dialect, with the original chained."""
+"""DBAPI errors become dbcore's typed errors on every dialect, with the original chained.
+
+What a unit of work raises is checked both ways (the ``api`` fixture): the same typed
+error, unwrapped, from ``get_session`` / the engine and from ``get_async_session`` /
+the async engine, and nothing written.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 import dbcore
 from dbcore.errors import StatementTarget, classify_dbapi_error, describe_dbapi_error
 from dbcore.testing import TestServers
+from tests.api_modes import Api
 from tests.conftest import server_url
 
 from .bad_inputs.harness import check_message, column_named
@@ -51,62 +57,66 @@ def rows(engine: Engine, table: sa.Table) -> int:
         return connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
 
 
-def test_duplicate_key(tables: Engine) -> None:
+def execute(statement: sa.Executable) -> Callable[[Session], None]:
+    return lambda session: session.execute(statement) and None
+
+
+def test_duplicate_key(api: Api, settings: dbcore.Settings, tables: Engine) -> None:
     with pytest.raises(dbcore.DuplicateKeyError) as caught:
-        with tables.begin() as connection:
-            connection.execute(parents.insert().values(id=1))
+        api.unit(settings, execute(parents.insert().values(id=1)))
+    assert type(caught.value) is dbcore.DuplicateKeyError
+    assert str(caught.value).startswith(f"DuplicateKeyError on {tables.dialect.name}: ")
     assert caught.value.orig is not None
     assert caught.value.__cause__ is not None
     assert isinstance(caught.value, dbcore.IntegrityViolation)
     assert rows(tables, parents) == 1
 
 
-def test_foreign_key_violation_on_insert(tables: Engine) -> None:
-    with pytest.raises(dbcore.ForeignKeyViolation):
-        with tables.begin() as connection:
-            connection.execute(children.insert().values(id=1, parent_id=999, label="x"))
+def test_foreign_key_violation_on_insert(api: Api, settings: dbcore.Settings, tables: Engine) -> None:
+    with pytest.raises(dbcore.ForeignKeyViolation) as caught:
+        api.unit(settings, execute(children.insert().values(id=1, parent_id=999, label="x")))
+    assert type(caught.value) is dbcore.ForeignKeyViolation
     assert rows(tables, children) == 0
 
 
-def test_foreign_key_violation_on_delete_of_referenced_row(tables: Engine) -> None:
+def test_foreign_key_violation_on_delete_of_referenced_row(api: Api, settings: dbcore.Settings, tables: Engine) -> None:
     with tables.begin() as connection:
         connection.execute(children.insert().values(id=1, parent_id=1, label="x"))
-    with pytest.raises(dbcore.ForeignKeyViolation):
-        with tables.begin() as connection:
-            connection.execute(parents.delete().where(parents.c.id == 1))
+    with pytest.raises(dbcore.ForeignKeyViolation) as caught:
+        api.unit(settings, execute(parents.delete().where(parents.c.id == 1)))
+    assert type(caught.value) is dbcore.ForeignKeyViolation
     assert rows(tables, parents) == 1
 
 
-def test_not_null_violation(tables: Engine) -> None:
-    with pytest.raises(dbcore.NotNullViolation):
-        with tables.begin() as connection:
-            connection.execute(children.insert().values(id=1, parent_id=1, label=None))
+def test_not_null_violation(api: Api, settings: dbcore.Settings, tables: Engine) -> None:
+    with pytest.raises(dbcore.NotNullViolation) as caught:
+        api.unit(settings, execute(children.insert().values(id=1, parent_id=1, label=None)))
+    assert type(caught.value) is dbcore.NotNullViolation
     assert rows(tables, children) == 0
 
 
-def test_value_too_long_is_data_error_where_enforced(tables: Engine, dialect: str) -> None:
+def test_value_too_long_is_data_error_where_enforced(
+    api: Api, settings: dbcore.Settings, tables: Engine, dialect: str
+) -> None:
+    too_long = execute(children.insert().values(id=1, parent_id=1, label="far too long"))
     if dialect == "sqlite":
         # SQLite does not enforce VARCHAR lengths (docs/dialects.md): the row is stored whole.
-        with tables.begin() as connection:
-            connection.execute(children.insert().values(id=1, parent_id=1, label="far too long"))
+        api.unit(settings, too_long)
         assert rows(tables, children) == 1
         return
-    with pytest.raises(dbcore.DataError):
-        with tables.begin() as connection:
-            connection.execute(children.insert().values(id=1, parent_id=1, label="far too long"))
+    with pytest.raises(dbcore.DataError) as caught:
+        api.unit(settings, too_long)
+    assert type(caught.value) is dbcore.DataError
     assert rows(tables, children) == 0
 
 
-def test_connection_refused_is_connection_failed() -> None:
+def test_connection_refused_is_connection_failed(api: Api) -> None:
     settings = dbcore.Settings(database_url="postgresql+psycopg://nobody@127.0.0.1:1/none", connect_timeout=2)
-    engine = dbcore.create_engine(settings)
-    try:
-        with pytest.raises(dbcore.ConnectionFailed) as caught:
-            with engine.connect():
-                pass
-        assert caught.value.transient
-    finally:
-        engine.dispose()
+    with pytest.raises(dbcore.ConnectionFailed) as caught:
+        api.unit(settings, execute(sa.text("SELECT 1")))
+    assert type(caught.value) is dbcore.ConnectionFailed
+    assert str(caught.value).startswith("ConnectionFailed on postgresql: ")
+    assert caught.value.transient
 
 
 class _FakeOdbcError(Exception):
@@ -139,23 +149,25 @@ def test_mssql_error_numbers_are_classified(state: str, message: str, expected: 
 
 # --- messages name table.column, on every dialect and every way of writing -------------------
 
-Write = Callable[[Engine, list[dict[str, object]]], None]
+# Each writes ``rows`` in one unit, sync or async: an ORM flush in a session, or INSERTs
+# (one per row, or one executemany) on a bare connection of the dbcore engine.
+Write = Callable[[Api, dbcore.Settings, list[dict[str, object]]], None]
 
 
-def _orm_flush(engine: Engine, rows: list[dict[str, object]]) -> None:
-    with Session(engine) as session, session.begin():
-        session.add_all([Child(**row) for row in rows])
+def _orm_flush(api: Api, settings: dbcore.Settings, rows: list[dict[str, object]]) -> None:
+    api.unit(settings, lambda session: session.add_all([Child(**row) for row in rows]))
 
 
-def _core_insert(engine: Engine, rows: list[dict[str, object]]) -> None:
-    with engine.begin() as connection:
+def _core_insert(api: Api, settings: dbcore.Settings, rows: list[dict[str, object]]) -> None:
+    def insert(connection: sa.Connection) -> None:
         for row in rows:
             connection.execute(children.insert().values(**row))
 
+    api.connect(settings, insert)
 
-def _executemany(engine: Engine, rows: list[dict[str, object]]) -> None:
-    with engine.begin() as connection:
-        connection.execute(children.insert(), rows)
+
+def _executemany(api: Api, settings: dbcore.Settings, rows: list[dict[str, object]]) -> None:
+    api.connect(settings, lambda connection: connection.execute(children.insert(), rows) and None)
 
 
 WRITES = [pytest.param(write, id=write.__name__.lstrip("_")) for write in (_orm_flush, _core_insert, _executemany)]
@@ -163,45 +175,55 @@ GOOD_ROW: dict[str, object] = {"id": 1, "parent_id": 1, "label": "ok"}
 
 
 @pytest.mark.parametrize("write", WRITES)
-def test_not_null_message_names_table_and_column(tables: Engine, write: Write) -> None:
+def test_not_null_message_names_table_and_column(api: Api, settings: dbcore.Settings, tables: Engine, write: Write) -> None:
     with pytest.raises(dbcore.NotNullViolation) as caught:
-        write(tables, [GOOD_ROW, {"id": 2, "parent_id": 1, "label": None}])
+        write(api, settings, [GOOD_ROW, {"id": 2, "parent_id": 1, "label": None}])
     check_message(caught.value, column_named("children", "label"))
     assert rows(tables, children) == 0
 
 
 @pytest.mark.parametrize("write", WRITES)
-def test_duplicate_primary_key_message_names_table_and_column(tables: Engine, write: Write) -> None:
+def test_duplicate_primary_key_message_names_table_and_column(
+    api: Api, settings: dbcore.Settings, tables: Engine, write: Write
+) -> None:
     with pytest.raises(dbcore.DuplicateKeyError) as caught:
-        write(tables, [GOOD_ROW, {**GOOD_ROW, "label": "twin"}])
+        write(api, settings, [GOOD_ROW, {**GOOD_ROW, "label": "twin"}])
     message = check_message(caught.value, r"children\.id\b|\"children_pkey\"")
     assert "twin" not in message
     assert rows(tables, children) == 0
 
 
 @pytest.mark.parametrize("write", WRITES)
-def test_foreign_key_to_missing_row_message_names_column(tables: Engine, write: Write) -> None:
+def test_foreign_key_to_missing_row_message_names_column(
+    api: Api, settings: dbcore.Settings, tables: Engine, write: Write
+) -> None:
     with pytest.raises(dbcore.ForeignKeyViolation) as caught:
-        write(tables, [GOOD_ROW, {"id": 2, "parent_id": 999, "label": "x"}])
+        write(api, settings, [GOOD_ROW, {"id": 2, "parent_id": 999, "label": "x"}])
     check_message(caught.value, column_named("children", "parent_id"))
     assert rows(tables, children) == 0
 
 
-def test_foreign_key_on_update_message_names_column(tables: Engine) -> None:
+def test_foreign_key_on_update_message_names_column(api: Api, settings: dbcore.Settings, tables: Engine) -> None:
     with tables.begin() as connection:
         connection.execute(children.insert().values(GOOD_ROW))
+
+    def repoint(session: Session) -> None:
+        session.get_one(Child, 1).parent_id = 999
+
     with pytest.raises(dbcore.ForeignKeyViolation) as caught:
-        with Session(tables) as session, session.begin():
-            session.get_one(Child, 1).parent_id = 999
+        api.unit(settings, repoint)
     check_message(caught.value, column_named("children", "parent_id"))
+    with tables.connect() as connection:
+        assert connection.execute(sa.select(children.c.parent_id)).scalar_one() == 1
 
 
-def test_foreign_key_on_delete_message_names_referencing_column(tables: Engine) -> None:
+def test_foreign_key_on_delete_message_names_referencing_column(
+    api: Api, settings: dbcore.Settings, tables: Engine
+) -> None:
     with tables.begin() as connection:
         connection.execute(children.insert().values(GOOD_ROW))
     with pytest.raises(dbcore.ForeignKeyViolation) as caught:
-        with tables.begin() as connection:
-            connection.execute(parents.delete().where(parents.c.id == 1))
+        api.unit(settings, execute(parents.delete().where(parents.c.id == 1)))
     check_message(caught.value, column_named("children", "parent_id"))
     assert rows(tables, parents) == 1
 
@@ -292,8 +314,8 @@ def _refused_settings(servers: TestServers, dialect: str, **parts: str) -> dbcor
     return dbcore.Settings(database_url=url.render_as_string(hide_password=False), retry_max_seconds=20)
 
 
-def _gives_up_at_once(settings: dbcore.Settings, expected: type[dbcore.DbcoreError]) -> str:
-    """run_in_transaction raises ``expected`` after one attempt; returns the message."""
+def _gives_up_at_once(api: Api, settings: dbcore.Settings, expected: type[dbcore.DbcoreError]) -> str:
+    """run_in_transaction (sync or async) raises ``expected`` after one attempt; returns the message."""
     attempts = []
 
     def work(session: Session) -> None:
@@ -303,11 +325,12 @@ def _gives_up_at_once(settings: dbcore.Settings, expected: type[dbcore.DbcoreErr
     started = time.monotonic()
     try:
         with pytest.raises(expected) as caught:
-            dbcore.run_in_transaction(work, settings)
+            api.run_in_transaction(work, settings)
     finally:
-        dbcore.dispose_engines()
+        api.dispose_engines()
     assert len(attempts) == 1
     assert time.monotonic() - started < 2
+    assert type(caught.value) is expected
     assert not caught.value.transient
     return str(caught.value)
 
@@ -315,23 +338,23 @@ def _gives_up_at_once(settings: dbcore.Settings, expected: type[dbcore.DbcoreErr
 @pytest.mark.parametrize(
     "dialect", [pytest.param("postgresql", marks=pytest.mark.postgresql), pytest.param("mariadb", marks=pytest.mark.mariadb)]
 )
-def test_missing_database_says_so_and_is_not_retried(servers: TestServers, dialect: str) -> None:
-    message = _gives_up_at_once(_refused_settings(servers, dialect, database="nosuchdb16"), dbcore.DatabaseNotFound)
+def test_missing_database_says_so_and_is_not_retried(api: Api, servers: TestServers, dialect: str) -> None:
+    message = _gives_up_at_once(api, _refused_settings(servers, dialect, database="nosuchdb16"), dbcore.DatabaseNotFound)
     assert "nosuchdb16" in message
     assert "\n" not in message
 
 
 @pytest.mark.mariadb
-def test_wrong_password_says_access_denied_and_is_not_retried(servers: TestServers) -> None:
+def test_wrong_password_says_access_denied_and_is_not_retried(api: Api, servers: TestServers) -> None:
     settings = _refused_settings(servers, "mariadb", username="root", password=REFUSED_SECRET)
-    message = _gives_up_at_once(settings, dbcore.AuthenticationFailed)
+    message = _gives_up_at_once(api, settings, dbcore.AuthenticationFailed)
     assert "Access denied" in message
     assert REFUSED_SECRET not in message
 
 
 @pytest.mark.postgresql
-def test_unknown_role_is_authentication_failed(servers: TestServers) -> None:
-    message = _gives_up_at_once(_refused_settings(servers, "postgresql", username="nobody16"), dbcore.AuthenticationFailed)
+def test_unknown_role_is_authentication_failed(api: Api, servers: TestServers) -> None:
+    message = _gives_up_at_once(api, _refused_settings(servers, "postgresql", username="nobody16"), dbcore.AuthenticationFailed)
     assert 'role "nobody16" does not exist' in message
 
 
@@ -344,31 +367,33 @@ class UserNote(_UserBase):
     id: Mapped[int] = mapped_column(primary_key=True)
 
 
-def _missing_table_message(settings: dbcore.Settings, model: type) -> str:
+def _missing_table_message(api: Api, settings: dbcore.Settings, model: type) -> str:
     """The SchemaMissing message of a query on ``model`` in an existing database without its table."""
     engine = dbcore.get_engine(settings)
     engine.connect().close()  # the database exists (on SQLite, the file), its schema does not
     try:
         with pytest.raises(dbcore.SchemaMissing) as caught:
-            with dbcore.get_session(settings) as session:
-                session.scalars(sa.select(model)).all()
+            api.unit(settings, lambda session: session.scalars(sa.select(model)).all())
     finally:
-        dbcore.dispose_engines()
+        api.dispose_engines()
     message = str(caught.value)
+    assert type(caught.value) is dbcore.SchemaMissing
     assert "SELECT" not in message.upper()
     return message
 
 
-def test_query_before_init_says_the_schema_is_missing(settings: dbcore.Settings) -> None:
+def test_query_before_init_says_the_schema_is_missing(api: Api, settings: dbcore.Settings) -> None:
     from dbcore.DB_Agents import Agent
 
-    message = _missing_table_message(settings, Agent)
+    message = _missing_table_message(api, settings, Agent)
     assert message.startswith(f"SchemaMissing on {settings.dialect}: table agents does not exist; ")
     assert "run `dbcore init` (or `dbcore migrate`) to create dbcore's schema" in message
 
 
-def test_missing_user_table_asks_for_the_projects_migrations_not_dbcore_init(settings: dbcore.Settings) -> None:
-    message = _missing_table_message(settings, UserNote)
+def test_missing_user_table_asks_for_the_projects_migrations_not_dbcore_init(
+    api: Api, settings: dbcore.Settings
+) -> None:
+    message = _missing_table_message(api, settings, UserNote)
     assert message == (
         f"SchemaMissing on {settings.dialect}: table user_notes_16 does not exist; "
         "it is not one of dbcore's tables: run your project's migrations to create it"

@@ -1,4 +1,9 @@
-"""is_connected() and connection_info() against real servers that go away and come back."""
+"""is_connected(), connection_error() and connection_info() against real servers that go away and come back.
+
+Every check runs both ways (the ``api`` fixture): the sync functions on ``get_engine``,
+and ``is_connected_async`` / ``connection_error_async`` / ``connection_info_async`` on
+the async engine of the test's event loop.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +15,18 @@ from sqlalchemy.engine import URL
 
 import dbcore
 from dbcore.testing import EmbeddedPostgres, TestServers
+from tests.api_modes import Api
 from tests.conftest import server_url
 from tests.tcp_proxy import TcpProxy
 
 SECRET = "hunter2-secret"
 
 
-def test_connection_info_reports_pool_and_server(settings: dbcore.Settings, dialect: str) -> None:
-    info = dbcore.connection_info(settings)
+def test_connection_info_reports_pool_and_server(api: Api, settings: dbcore.Settings, dialect: str) -> None:
+    info = api.connection_info(settings)
     assert info.connected is True
+    assert info.error is None
+    assert info.driver == (settings.async_url if api.is_async else settings.url).get_driver_name()
     assert info.server_version
     assert dialect.startswith(info.dialect)
     if info.dialect != "sqlite":
@@ -26,24 +34,36 @@ def test_connection_info_reports_pool_and_server(settings: dbcore.Settings, dial
         assert info.checked_out == 0
         assert info.checked_in is not None and info.checked_in >= 1
         assert info.overflow is not None
-    with dbcore.get_session(settings) as session:
-        session.execute(sa.text("SELECT 1"))
-        during = dbcore.connection_info(settings)
+    with api.session(settings) as steps:
+        steps(lambda session: session.execute(sa.text("SELECT 1")))
+        during = api.connection_info(settings)
         if info.dialect != "sqlite":
             assert during.checked_out == 1
     assert set(info.as_dict()) >= {"dialect", "driver", "url", "server_version", "pool_size", "checked_out", "overflow", "checked_in"}
 
 
-def test_connection_info_masks_password() -> None:
+def one_clear_line(error: str | None, kind: str = "ConnectionFailed") -> str:
+    """A connection error as health reports it: one line, naming the typed error, no secret."""
+    assert error is not None
+    assert "\n" not in error
+    assert error.startswith(f"{kind} on "), error
+    assert SECRET not in error
+    return error
+
+
+def test_connection_info_masks_password(api: Api) -> None:
     settings = dbcore.Settings(database_url=f"postgresql+psycopg://agent:{SECRET}@127.0.0.1:1/none", connect_timeout=1)
-    info = dbcore.connection_info(settings)
+    info = api.connection_info(settings)
     assert info.connected is False
     assert SECRET not in repr(info)
     assert "***" in info.url
+    one_clear_line(info.error)
 
 
-def test_is_connected_false_for_unreachable_server() -> None:
-    assert dbcore.is_connected(dbcore.Settings(database_url="mysql+pymysql://root@127.0.0.1:1/none", connect_timeout=1)) is False
+def test_is_connected_false_for_unreachable_server(api: Api) -> None:
+    settings = dbcore.Settings(database_url=f"mysql+pymysql://root:{SECRET}@127.0.0.1:1/none", connect_timeout=1)
+    assert api.is_connected(settings) is False
+    one_clear_line(api.connection_error(settings))
 
 
 # Servers shared with other tests are cut off through a proxy; the embedded PostgreSQL is
@@ -64,39 +84,44 @@ def proxied(request: pytest.FixtureRequest, servers: TestServers) -> Iterator[tu
     proxy.stop()
 
 
-def _outage_and_recovery(settings: dbcore.Settings, stop: object, start: object) -> None:
-    engine = dbcore.get_engine(settings)
-    assert dbcore.is_connected(settings)
+def _outage_and_recovery(api: Api, settings: dbcore.Settings, stop: object, start: object) -> None:
+    engine = api.engine(settings)
+    assert api.is_connected(settings)
+    assert api.connection_error(settings) is None
     stop()  # type: ignore[operator]
-    assert dbcore.is_connected(settings) is False
-    assert dbcore.connection_info(settings).connected is False
+    assert api.is_connected(settings) is False
+    one_clear_line(api.connection_error(settings))
+    info = api.connection_info(settings)
+    assert info.connected is False
+    one_clear_line(info.error)
     start()  # type: ignore[operator]
-    assert dbcore.is_connected(settings) is True
-    assert dbcore.get_engine(settings) is engine, "the same engine recovers; nothing was recreated"
+    assert api.is_connected(settings) is True
+    assert api.engine(settings) is engine, "the same engine recovers; nothing was recreated"
 
 
-def test_is_connected_follows_server_outage_through_proxy(proxied: tuple[TcpProxy, URL]) -> None:
+def test_is_connected_follows_server_outage_through_proxy(api: Api, proxied: tuple[TcpProxy, URL]) -> None:
     proxy, url = proxied
     settings = dbcore.Settings(database_url=url.render_as_string(hide_password=False), connect_timeout=2)
-    _outage_and_recovery(settings, proxy.stop, proxy.start)
+    _outage_and_recovery(api, settings, proxy.stop, proxy.start)
 
 
 @pytest.mark.postgresql
-def test_is_connected_follows_real_postgres_stop_and_restart() -> None:
+def test_is_connected_follows_real_postgres_stop_and_restart(api: Api) -> None:
     server = EmbeddedPostgres()
     try:
         settings = dbcore.Settings(database_url=server.url.render_as_string(hide_password=False), connect_timeout=2)
-        _outage_and_recovery(settings, server.stop, server.start)
+        _outage_and_recovery(api, settings, server.stop, server.start)
     finally:
-        dbcore.dispose_engines()
+        api.dispose_engines()
         server.cleanup()
 
 
 @pytest.mark.postgresql
-def test_connection_info_says_why_a_missing_database_is_not_connected(servers: TestServers) -> None:
+def test_connection_info_says_why_a_missing_database_is_not_connected(api: Api, servers: TestServers) -> None:
     url = server_url(servers, "postgresql").set(database="nosuchdb16", password=SECRET)
-    info = dbcore.connection_info(dbcore.Settings(database_url=url.render_as_string(hide_password=False)))
+    settings = dbcore.Settings(database_url=url.render_as_string(hide_password=False))
+    info = api.connection_info(settings)
     assert info.connected is False
-    assert info.error is not None and 'database "nosuchdb16" does not exist' in info.error
-    assert "DatabaseNotFound" in info.error
+    assert 'database "nosuchdb16" does not exist' in one_clear_line(info.error, "DatabaseNotFound")
     assert SECRET not in repr(info)
+    assert one_clear_line(api.connection_error(settings), "DatabaseNotFound") == info.error

@@ -24,13 +24,14 @@ import dataclasses
 import re
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import dbcore
@@ -40,6 +41,9 @@ from dbcore.DB_Memories import EMBEDDING_DIMS, VectorOutbox
 from dbcore.events import remove_hooks
 from dbcore.testing import add_memory_parents
 from dbcore.vector_changes import embedding_version
+from tests.api_modes import Api
+
+T = TypeVar("T")
 
 # --- fixtures and helpers ---------------------------------------------------------------
 
@@ -224,26 +228,57 @@ def test_system_table_guard_refuses_dbcore_sessions_only(ours: Engine, foreign: 
         assert activity_types(ours) != before, f"{name}: the foreign session's write did not land"
 
 
-def test_soft_deleted_rows_are_hidden_from_dbcore_sessions_only(ours: Engine, foreign: Engine) -> None:
-    with Session(ours) as session:
+def by_hand(api: Api, settings: dbcore.Settings, work: Callable[[Session], T]) -> T:
+    """``work(session)`` in a session built by hand on dbcore's engine, then COMMIT.
+
+    ``Session(dbcore.get_engine(settings))``, or in async mode
+    ``AsyncSession(dbcore.get_async_engine(settings))`` with ``work`` run through ``run_sync``.
+    """
+    if not api.is_async:
+        with Session(dbcore.get_engine(settings)) as session:
+            result = work(session)
+            session.commit()
+            return result
+
+    async def built() -> T:
+        async with AsyncSession(dbcore.get_async_engine(settings)) as session:
+            result = await session.run_sync(work)
+            await session.commit()
+            return result
+
+    return api.run(built())
+
+
+def test_soft_deleted_rows_are_hidden_from_dbcore_sessions_only(
+    api: Api, migrated: dbcore.Settings, foreign: Engine
+) -> None:
+    """Both ways: a session built by hand on dbcore's (async) engine, and get_session / get_async_session."""
+
+    def add(session: Session) -> uuid.UUID:
         live, gone = User(email="live@example.org"), User(email="gone@example.org")
         session.add_all([live, gone])
         session.flush()
         gone.soft_delete()
-        session.commit()
-        gone_id = gone.id
+        return gone.id
 
-    def seen(bind: Engine, **options: Any) -> tuple[set[str], bool]:
-        with Session(bind) as session:
+    gone_id = by_hand(api, migrated, add)
+
+    def seen(**options: Any) -> Callable[[Session], tuple[set[str], bool]]:
+        def look(session: Session) -> tuple[set[str], bool]:
             emails = set(session.scalars(sa.select(User.email).execution_options(**options)))
             emails |= {user.email for user in session.scalars(sa.select(User).execution_options(**options))}
             found = session.get(User, gone_id, execution_options=options) is not None
-        return emails, found
+            return emails, found
+
+        return look
 
     both = {"live@example.org", "gone@example.org"}
-    assert seen(foreign) == (both, True)
-    assert seen(ours) == ({"live@example.org"}, False)
-    assert seen(ours, include_deleted=True) == (both, True)
+    with Session(foreign) as session:
+        assert seen()(session) == (both, True)
+    assert by_hand(api, migrated, seen()) == ({"live@example.org"}, False)
+    assert by_hand(api, migrated, seen(include_deleted=True)) == (both, True)
+    assert api.unit(migrated, seen()) == ({"live@example.org"}, False)
+    assert api.unit(migrated, seen(include_deleted=True)) == (both, True)
 
 
 def test_outbox_markers_are_written_by_dbcore_sessions_only(outbox_engine: Engine, foreign: Engine) -> None:

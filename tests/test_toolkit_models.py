@@ -14,11 +14,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+import dbcore
 from dbcore.base import TYPE_ANNOTATION_MAP, BaseModel, limit_identifier, make_base, make_metadata
 from dbcore.errors import ConfigurationError, NotNullViolation
 from dbcore.Mixins import BaseMixin, ExpirableMixin, ParentMixin, SoftDeleteMixin, UpdateMixin
 from dbcore.refs import bind_reverse, ref_mixins
 from dbcore.types import utcnow
+from tests.api_modes import Api
 
 
 class ToolkitBase(BaseModel, DeclarativeBase):
@@ -252,38 +254,47 @@ def test_updated_at_changes_on_update_only(db: Engine) -> None:
         assert reloaded.updated_at > reloaded.created_at
 
 
-def test_soft_delete_hidden_by_default_included_on_request(db: Engine) -> None:
-    with Session(db) as session:
+def test_soft_delete_hidden_by_default_included_on_request(api: Api, settings: dbcore.Settings, db: Engine) -> None:
+    """Both ways: units of get_session, or of get_async_session with each run through run_sync."""
+
+    def add(session: Session) -> tuple[uuid.UUID, uuid.UUID]:
         ada = Person(name="Ada")
         kept, gone = Note(body="kept", person=ada), Note(body="gone", person=ada)
         session.add_all([kept, gone])
         session.commit()
         gone.soft_delete()
         session.commit()
+        session.expire(gone)
         assert gone.is_deleted and gone.body == "gone"  # refreshing a soft-deleted object still works
-        gone_id, ada_id = gone.id, ada.id
+        return gone.id, ada.id
 
-    with Session(db) as session:
+    gone_id, ada_id = api.unit(settings, add)
+
+    def hidden(session: Session) -> None:
         assert [n.body for n in session.scalars(sa.select(Note))] == ["kept"]
         assert session.get(Note, gone_id) is None
         everything = session.scalars(sa.select(Note).execution_options(include_deleted=True)).all()
         assert sorted(n.body for n in everything) == ["gone", "kept"]
         assert session.scalar(sa.select(sa.func.count()).select_from(Note.__table__)) == 2
 
-    with Session(db) as session:
+    api.unit(settings, hidden)
+
+    def related(session: Session) -> None:
         ada = session.get(Person, ada_id)
         assert ada is not None
         assert [n.body for n in ada.notes] == ["kept"]  # relationship loads are filtered too
         joined = session.scalars(sa.select(Person).join(Person.notes)).unique().all()
         assert joined == [ada]
 
-    with Session(db) as session:
+    api.unit(settings, related)
+
+    def restore(session: Session) -> None:
         gone_again = session.get(Note, gone_id, execution_options={"include_deleted": True})
         assert gone_again is not None and gone_again.deleted_at is not None
         gone_again.restore()
-        session.commit()
-    with Session(db) as session:
-        assert session.scalar(sa.select(sa.func.count()).select_from(Note)) == 2
+
+    api.unit(settings, restore)
+    assert api.unit(settings, lambda session: session.scalar(sa.select(sa.func.count()).select_from(Note))) == 2
 
 
 def test_parent_and_children(db: Engine) -> None:
