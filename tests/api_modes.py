@@ -183,3 +183,22 @@ class _Steps:
 
     def __call__(self, work: Callable[[Session], T]) -> T:
         return self._runner(work)  # type: ignore[no-any-return]
+
+
+_STORE_METHODS = ("upsert", "query", "delete", "get", "count", "health")  # close: call aclose()
+
+
+def drive_async(store: Any, loop: LoopRunner) -> Any:
+    """Make ``store``'s sync methods run its async twins on ``loop`` (``store.query(...)`` awaits ``aquery``).
+
+    The store keeps its class (``isinstance`` checks and backend attributes still hold), so a
+    suite written against the sync methods runs through ``aupsert``, ``aquery``, ... unchanged.
+    """
+    for name in _STORE_METHODS:
+        twin = getattr(type(store), f"a{name}")
+
+        def through_loop(*args: Any, _twin: Any = twin, **kwargs: Any) -> Any:
+            return loop.run(_twin(store, *args, **kwargs))
+
+        setattr(store, name, through_loop)
+    return store

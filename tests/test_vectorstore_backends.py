@@ -49,6 +49,7 @@ from dbcore.vectorstores import (
     register_vector_store,
     unregister_vector_store,
 )
+from tests.api_modes import MODES, drive_async
 from tests.conftest import LIVE_DIALECTS, server_url
 from tests.pinecone_local import PineconeLocal, running_index
 
@@ -212,11 +213,22 @@ BACKENDS = [
 ]
 
 
+@pytest.fixture(params=MODES)
+def store_mode(request: pytest.FixtureRequest) -> str:
+    """``sync``: the store's methods; ``async``: every call goes through its ``a*`` twin on an event loop."""
+    return str(request.param)
+
+
 @pytest.fixture(params=BACKENDS)
-def empty_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStore]:
+def empty_store(request: pytest.FixtureRequest, tmp_path: Path, store_mode: str) -> Iterator[VectorStore]:
     store = STORE_FACTORIES[request.param](request, tmp_path)
-    yield store
-    store.close()
+    if store_mode == "sync":
+        yield store
+        store.close()
+        return
+    loop = request.getfixturevalue("aio")
+    yield drive_async(store, loop)
+    loop.run(store.aclose())
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,9 +34,9 @@ from dbcore.errors import DimensionMismatchError, ValidationError
 from dbcore.memories import add_memories
 from dbcore.testing import add_memory_parents
 from dbcore.vector_changes import embedding_version
-from dbcore.vectorstores import F
+from dbcore.vectorstores import F, integrated
 from dbcore.vectorstores.integrated import IntegratedVectorStore, clear_matrix_cache
-from tests.api_modes import Api
+from tests.api_modes import Api, LoopRunner
 
 DIMS = EMBEDDING_DIMS
 
@@ -428,3 +429,67 @@ def test_filters_compile_for_sql_server() -> None:
         assert sql, name
         if "priority" in dbcore.Filter.parse(spec).fields():
             assert "OPENJSON" in sql.upper() and "TRY_CAST" in sql.upper(), name
+
+
+# --- from async code ------------------------------------------------------------------------
+
+
+def test_async_query_sends_the_binary_vector_and_matches_sync(
+    ready: tuple[dbcore.Settings, Engine, dict[str, Any]], dialect: str, aio: LoopRunner
+) -> None:
+    """aquery runs on the async engine (psycopg's async mode on PostgreSQL) with the same answers as query."""
+    settings, engine, parents = ready
+    vectors = _vectors(150, 40)
+    ids = _add(engine, parents, vectors)
+    store = dbcore.get_vector_store(settings)
+
+    async def both(query: np.ndarray) -> tuple[list[Any], list[Any], dict[str, Any]]:
+        got = await store.aquery(query, k=10, min_score=-1.0)
+        engine_used = store.async_engine()  # type: ignore[attr-defined]
+        async with engine_used.connect() as conn:
+            raw = await conn.get_raw_connection()
+            info = dict(raw.info)
+        return got, store.query(query, k=10, min_score=-1.0), {"driver": engine_used.dialect.driver, **info}
+
+    for seed in (41, 42):
+        query = _vectors(1, seed)[0]
+        got_async, got_sync, info = aio.run(both(query))
+        assert [m.id for m in got_async] == [m.id for m in got_sync] == _exact(vectors, ids, query, 10)
+        assert np.allclose([m.score for m in got_async], [m.score for m in got_sync], atol=1e-6)
+    if dialect == "postgresql":  # the query vector went in pgvector's binary format on the async connection
+        assert info["driver"] == "psycopg_async" or info["driver"] == "psycopg"
+        assert info.get("dbcore_binary_vector") is True, info
+    with pytest.raises(DimensionMismatchError):
+        aio.run(store.aquery(np.ones(DIMS + 1)))
+
+
+def test_async_numpy_search_scores_off_the_event_loop(
+    ready: tuple[dbcore.Settings, Engine, dict[str, Any]], aio: LoopRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The numpy path builds the matrix and scores on a worker thread; its SQL runs on the loop's connection."""
+    settings, engine, parents = ready
+    vectors = _vectors(80, 50)
+    ids = _add(engine, parents, vectors)
+    store = IntegratedVectorStore(engine, search="numpy", settings=settings)
+    threads: dict[str, set[int]] = {"assemble": set(), "score": set()}
+    assemble, score = IntegratedVectorStore._assemble, integrated._score
+
+    def assemble_noted(self: IntegratedVectorStore, *args: Any) -> Any:
+        threads["assemble"].add(threading.get_ident())
+        return assemble(self, *args)
+
+    def score_noted(*args: Any) -> Any:
+        threads["score"].add(threading.get_ident())
+        return score(*args)
+
+    monkeypatch.setattr(IntegratedVectorStore, "_assemble", assemble_noted)
+    monkeypatch.setattr(integrated, "_score", score_noted)
+    clear_matrix_cache()
+
+    async def search() -> tuple[list[Any], int]:
+        return await store.aquery(vectors[3], k=5), threading.get_ident()
+
+    matches, loop_thread = aio.run(search())
+    assert [m.id for m in matches] == _exact(vectors, ids, vectors[3], 5)
+    assert threads["assemble"] and threads["score"]
+    assert loop_thread not in threads["assemble"] | threads["score"]
