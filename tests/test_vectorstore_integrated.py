@@ -493,3 +493,33 @@ def test_async_numpy_search_scores_off_the_event_loop(
     assert [m.id for m in matches] == _exact(vectors, ids, vectors[3], 5)
     assert threads["assemble"] and threads["score"]
     assert loop_thread not in threads["assemble"] | threads["score"]
+
+
+@pytest.mark.parametrize("psycopg2", [False, True], ids=["same-driver", "psycopg2-sync"])
+def test_sync_and_async_numpy_searches_agree_on_one_cache(
+    ready: tuple[dbcore.Settings, Engine, dict[str, Any]], dialect: str, aio: LoopRunner, psycopg2: bool
+) -> None:
+    """Filtered numpy searches, sync then async then sync after a write: the cached matrix's raw ids fit each driver."""
+    settings, engine, parents = ready
+    if psycopg2:
+        if not dialect.startswith("postgresql"):
+            pytest.skip("psycopg2 is a PostgreSQL driver")
+        url = settings.url.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+        settings = dbcore.Settings(database_url=url)
+        engine = dbcore.create_engine(settings)
+    store = IntegratedVectorStore(engine, search="numpy", settings=settings)
+    vectors = _vectors(60, 60)
+    ids = _add(engine, parents, vectors, room=1)
+    in_room = F("room_id") == parents["rooms"][1]
+    want = _exact(vectors, ids, vectors[5], 5)
+    try:
+        assert [m.id for m in store.query(vectors[5], k=5, filter=in_room)] == want
+        assert [m.id for m in aio.run(store.aquery(vectors[5], k=5, filter=in_room))] == want
+        more = _vectors(10, 61)
+        more_ids = _add(engine, parents, more, room=1)
+        want = _exact(np.vstack([vectors, more]), ids + more_ids, more[2], 5)
+        assert [m.id for m in aio.run(store.aquery(more[2], k=5, filter=in_room))] == want
+        assert [m.id for m in store.query(more[2], k=5, filter=in_room)] == want
+    finally:
+        if psycopg2:
+            engine.dispose()

@@ -77,6 +77,8 @@ _IN_CHUNK = 500
 _LOAD_BATCH = 10_000
 _LOAD_SQL = "SELECT memory_id, embedding FROM memory_embeddings"
 _EF_SEARCH_MAX = 1000
+# Async drivers whose raw ids (what the matrix cache holds) have the sync driver's form.
+_RAW_ID_FORM = {"aiosqlite": "pysqlite", "psycopg_async": "psycopg", "asyncmy": "pymysql", "aioodbc": "pyodbc"}
 #: dbcore's default hnsw.ef_search: pgvector's 40 gave recall@10 0.90 and 100 gave 0.945-0.99 in benchmarks/
 _EF_SEARCH_DEFAULT = 200
 
@@ -183,7 +185,9 @@ class IntegratedVectorStore(VectorStore):
         self._cache = cache
         self._model = model
         self._metadata_keys = frozenset(keys)
-        self._cache_key = (engine.url.render_as_string(hide_password=True), dims)
+        # The matrix cache is per database (the URL without its driver) and per form of raw ids:
+        # an async driver that returns ids as the sync one does shares the sync matrix.
+        self._cache_key = (engine.url.set(drivername=engine.dialect.name).render_as_string(hide_password=True), dims)
         self._resolved: str | None = None
         self._pg_cache: dict[tuple[bool, bool], tuple[sa.Select[Any], sa.Select[Any]]] = {}
         track_embedding_writes(engine)
@@ -352,7 +356,7 @@ class IntegratedVectorStore(VectorStore):
     def _healthy(self, path: str, count: int) -> StoreHealth:
         detail: dict[str, Any] = {"search": path, "dialect": self._engine.dialect.name}
         if path == "numpy":
-            cached = _cache.get(self._cache_key)
+            cached = _cache.get(self._matrix_key(self._engine.dialect))
             detail["cached_rows"] = len(cached.raw_ids) if cached else 0
         return StoreHealth(self.backend_name, ok=True, dims=self.dims, count=count, detail=detail)
 
@@ -463,21 +467,26 @@ class IntegratedVectorStore(VectorStore):
 
     def _matrix(self, conn: Connection) -> _Matrix:
         version = embedding_version(conn)
-        matrix = self._cached(version)
+        key = self._matrix_key(conn.dialect)
+        matrix = self._cached(key, version)
         if matrix is None:
             expected = _count_on(conn)
-            matrix = self._remember(self._assemble(version, expected, self._raw_batches(conn)))
+            matrix = self._remember(key, self._assemble(version, expected, self._raw_batches(conn)))
         return matrix
 
-    def _cached(self, version: int) -> _Matrix | None:
+    def _matrix_key(self, dialect: sa.Dialect) -> tuple[Any, ...]:
+        """The cache key of the matrix read through ``dialect``'s driver (its raw ids are the driver's)."""
+        return (*self._cache_key, _RAW_ID_FORM.get(dialect.driver, dialect.driver))
+
+    def _cached(self, key: tuple[Any, ...], version: int) -> _Matrix | None:
         with _cache_lock:
-            cached = _cache.get(self._cache_key)
+            cached = _cache.get(key)
         return cached if cached is not None and cached.version == version and self._cache else None
 
-    def _remember(self, matrix: _Matrix) -> _Matrix:
+    def _remember(self, key: tuple[Any, ...], matrix: _Matrix) -> _Matrix:
         if self._cache:
             with _cache_lock:
-                _cache[self._cache_key] = matrix
+                _cache[key] = matrix
         return matrix
 
     def _raw_batches(self, conn: Connection) -> Iterator[tuple[list[Any], Any]]:
@@ -567,12 +576,13 @@ class IntegratedVectorStore(VectorStore):
     ) -> list[Match]:
         """:meth:`_query_numpy` on an async connection: SQL on the loop, the matrix and scoring on a thread."""
         query_unit = _unit(vector)
+        key = self._matrix_key(conn.dialect)
         async with conn.begin():
             version = await conn.run_sync(embedding_version)
-            matrix = self._cached(version)
+            matrix = self._cached(key, version)
             if matrix is None:
                 version, expected, batches = await conn.run_sync(self._fetch_matrix_rows)
-                matrix = self._remember(await asyncio.to_thread(self._assemble, version, expected, batches))
+                matrix = self._remember(key, await asyncio.to_thread(self._assemble, version, expected, batches))
             allowed = await conn.run_sync(_allowed_on, condition) if condition is not None else None
             chosen, scores = await asyncio.to_thread(_score, matrix, query_unit, allowed, k, min_score)
             metadata = await conn.run_sync(self._metadata_for, chosen) if include_metadata and chosen else {}
