@@ -35,7 +35,10 @@ push after commit           Session ``after_commit``,   after the outermost COMM
                                                         to the store and deletes those markers;
                                                         a failure is logged, the markers wait for
                                                         sync (:mod:`dbcore.vector_push`); runs
-                                                        before the post-save hooks
+                                                        before the post-save hooks; for
+                                                        ``get_async_session`` both are handed
+                                                        back (:func:`deferring_after_commit`)
+                                                        and run after the awaited COMMIT
 post-save / transitions     Session ``after_flush``,    records flushed changes and runs the
                             ``after_commit``,           :func:`~dbcore.on_saved` and
                             ``after_soft_rollback``,    :func:`~dbcore.on_transition` hooks after
