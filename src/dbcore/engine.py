@@ -143,12 +143,15 @@ def get_async_engine(settings: Settings | None = None) -> AsyncEngine:
         loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
     except RuntimeError:
         loop = None
-    with _engines_lock:
-        engines = _async_outside_loop if loop is None else _async_engines.setdefault(loop, {})
-        engine = engines.get(settings.database_url)
-        if engine is None:
-            engine = create_async_engine(settings)
-            engines[settings.database_url] = engine
+    engines = _async_outside_loop if loop is None else _async_engines.get(loop, {})
+    engine = engines.get(settings.database_url)
+    if engine is None:  # checked again under the lock, as get_engine does
+        with _engines_lock:
+            engines = _async_outside_loop if loop is None else _async_engines.setdefault(loop, {})
+            engine = engines.get(settings.database_url)
+            if engine is None:
+                engine = create_async_engine(settings)
+                engines[settings.database_url] = engine
     return engine
 
 

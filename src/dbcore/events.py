@@ -48,7 +48,6 @@ __all__ = [
     "SAVED_ACTIONS",
     "remove_hooks",
     "record_flush",
-    "run_after_commit",
     "take_after_commit",
     "run_hooks",
     "discard_rolled_back",
@@ -211,11 +210,6 @@ def _record_transitions(pending: list[_Pending], transaction: SessionTransaction
 
 def _bind(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
     return lambda: fn(*args)
-
-
-def run_after_commit(session: Session) -> None:
-    """Run the recorded hooks once the outermost transaction has committed."""
-    run_hooks(take_after_commit(session))
 
 
 def take_after_commit(session: Session) -> list[_Pending]:

@@ -3,7 +3,7 @@
 With ``DBCORE_VECTOR_BACKEND`` chroma, pinecone or a plugin, every memory change
 made through a dbcore engine writes an outbox marker in its own transaction
 (:mod:`dbcore.vector_changes`). After the outermost COMMIT of a session that wrote
-markers, :func:`push_committed` (called by the session hook in :mod:`dbcore.hooks`,
+markers, :func:`push_after_commit` (called by the session hook in :mod:`dbcore.hooks`,
 before the :func:`~dbcore.on_saved` hooks run) sends the memories those markers
 name to the store and deletes the markers, so a memory is searchable as soon as
 the commit returns. Only markers whose rows still exist are pushed, so those of a
@@ -50,7 +50,6 @@ __all__ = [
     "Pushed",
     "CommittedPush",
     "push_markers",
-    "push_committed",
     "committed_pushes",
     "push_after_commit",
     "read_markers",
@@ -173,12 +172,6 @@ def committed_pushes(session: Session) -> list[CommittedPush]:
             continue
         pushes.append(CommittedPush(connection.engine, settings, marker_ids))
     return pushes
-
-
-def push_committed(session: Session) -> None:
-    """After the outermost COMMIT: push the memories whose markers ``session`` wrote; never raises."""
-    for push in committed_pushes(session):
-        push_after_commit(push)
 
 
 def push_after_commit(push: CommittedPush) -> None:

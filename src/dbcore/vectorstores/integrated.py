@@ -208,8 +208,9 @@ class IntegratedVectorStore(VectorStore):
 
     def async_engine(self) -> AsyncEngine:
         """The async engine the ``a*`` methods use: the same database, for the running event loop."""
-        settings = self._settings or Settings(database_url=self._engine.url.render_as_string(hide_password=False))
-        return get_async_engine(settings)
+        if self._settings is None:  # derived once: building Settings parses and checks the URL
+            self._settings = Settings(database_url=self._engine.url.render_as_string(hide_password=False))
+        return get_async_engine(self._settings)
 
     async def _asearch_path(self) -> str:
         """:attr:`search_path`, found with the async engine's first connection."""
