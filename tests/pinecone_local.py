@@ -112,7 +112,11 @@ class PineconeLocal:
         with self._lock:
             ids = sorted(i for i in self._space(namespace) if i.startswith(prefix))
         page = ids[start : start + limit]
-        result: dict[str, Any] = {"vectors": [{"id": i} for i in page], "namespace": namespace, "usage": {"readUnits": 1}}
+        result: dict[str, Any] = {
+            "vectors": [{"id": i} for i in page],
+            "namespace": namespace,
+            "usage": {"readUnits": 1},
+        }
         if start + limit < len(ids):
             result["pagination"] = {"next": str(start + limit)}
         return result

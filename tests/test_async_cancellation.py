@@ -87,9 +87,7 @@ def test_cancelled_unit_rolls_back_and_returns_its_connection(
     assert rows == [2]  # the cancelled unit's row is gone, the next unit's is there
 
 
-def test_cancelled_run_in_transaction_is_not_retried(
-    aio: LoopRunner, settings: dbcore.Settings, table: Engine
-) -> None:
+def test_cancelled_run_in_transaction_is_not_retried(aio: LoopRunner, settings: dbcore.Settings, table: Engine) -> None:
     calls: list[int] = []
 
     async def work(session: AsyncSession) -> None:

@@ -328,7 +328,9 @@ def test_a_missing_alembic_ini_is_one_line(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'app.sqlite3'}"
     for argv in (["init"], ["migrate"], ["doctor"], ["seed"], ["check-models"]):
-        code, out, err = in_process([*argv, "--alembic-ini", str(tmp_path / "nope.ini")], monkeypatch, capsys, DATABASE_URL=url)
+        code, out, err = in_process(
+            [*argv, "--alembic-ini", str(tmp_path / "nope.ini")], monkeypatch, capsys, DATABASE_URL=url
+        )
         line = one_error_line(code, out, err, expected_code=2)
         assert "no alembic configuration file at" in line and "nope.ini" in line, line
 

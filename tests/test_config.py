@@ -83,7 +83,10 @@ def test_postgres_url_alias_and_default_driver() -> None:
     assert settings.url.drivername == "postgresql+psycopg"
     assert settings.url.port == 5433
     same = Settings.from_env(
-        {"DATABASE_URL": "postgresql://agent:pw@db.internal:5433/agents", "POSTGRES_URL": "postgresql://agent:pw@db.internal:5433/agents"}
+        {
+            "DATABASE_URL": "postgresql://agent:pw@db.internal:5433/agents",
+            "POSTGRES_URL": "postgresql://agent:pw@db.internal:5433/agents",
+        }
     )
     assert same.url.database == "agents"
 
@@ -163,7 +166,9 @@ def test_constructor_and_environment_refuse_alike(field: str, variable: str, val
 
 def test_the_reported_constructor_call_is_refused() -> None:
     # Each of these alone is refused (REFUSED above); together the first field checked is named.
-    with pytest.raises(ConfigurationError, match=r"^(connect_timeout|pool_timeout|retry_max_seconds|sqlite_busy|pool_recycle)"):
+    with pytest.raises(
+        ConfigurationError, match=r"^(connect_timeout|pool_timeout|retry_max_seconds|sqlite_busy|pool_recycle)"
+    ):
         Settings(
             database_url="sqlite:///x.db",
             connect_timeout=-1,
@@ -238,7 +243,14 @@ def test_replace_checks_again() -> None:
 # Passwords with characters a regular expression over the text would stop at. Every one holds
 # MARKER, so neither the secret nor any encoding of it may show.
 MARKER = "s3cr3t"
-SECRETS = [f"{MARKER}PW x", f"{MARKER}#frag", f"{MARKER}/slash", f"{MARKER}?q=1", f"{MARKER}ñé€", f"{MARKER} x/y?z#w:@"[:-1]]
+SECRETS = [
+    f"{MARKER}PW x",
+    f"{MARKER}#frag",
+    f"{MARKER}/slash",
+    f"{MARKER}?q=1",
+    f"{MARKER}ñé€",
+    f"{MARKER} x/y?z#w:@"[:-1],
+]
 
 
 @pytest.mark.parametrize("secret", SECRETS)

@@ -156,7 +156,9 @@ def test_the_downstream_project_of_the_docs(installed: Path, settings: dbcore.Se
     assert script.count("import dbcore.types") == 1, script
     init = outputs[("dbcore", "init")]
     # The project's revision depends on dbcore's head, so alembic records it alone.
-    assert f"schema: revision {revision.name.split('_')[0]}, with dbcore at 0002 (migrated from revision 0002)" in init, init
+    assert (
+        f"schema: revision {revision.name.split('_')[0]}, with dbcore at 0002 (migrated from revision 0002)" in init
+    ), init
     assert "tables: 22" in init and "recorded vector space 'memories'" in init and "dbk_" in init, init
     assert "1 passed" in outputs[("python", "-m")]
 

@@ -129,8 +129,13 @@ def test_mariadb_is_strict_and_utf8mb4(api: Api, mariadb: dbcore.Settings) -> No
     metadata = sa.MetaData()
     table = sa.Table("emoji", metadata, sa.Column("id", sa.Integer, primary_key=True), sa.Column("text", sa.String(20)))
     metadata.create_all(dbcore.get_engine(mariadb))
-    api.unit(mariadb, lambda session: session.execute(table.insert().values(id=1, text="agent \N{ROBOT FACE}")) and None)
-    assert api.unit(mariadb, lambda session: session.execute(sa.select(table.c.text)).scalar_one()) == "agent \N{ROBOT FACE}"
+    api.unit(
+        mariadb, lambda session: session.execute(table.insert().values(id=1, text="agent \N{ROBOT FACE}")) and None
+    )
+    assert (
+        api.unit(mariadb, lambda session: session.execute(sa.select(table.c.text)).scalar_one())
+        == "agent \N{ROBOT FACE}"
+    )
 
 
 @pytest.mark.compile_only

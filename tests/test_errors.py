@@ -34,8 +34,6 @@ children = sa.Table(
 )
 
 
-
-
 class _Base(DeclarativeBase):
     metadata = metadata
 
@@ -127,17 +125,61 @@ class _FakeOdbcError(Exception):
 @pytest.mark.parametrize(
     ("state", "message", "expected"),
     [
-        ("23000", "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Violation of PRIMARY KEY constraint 'pk_t'. (2627) (SQLExecDirectW)", dbcore.DuplicateKeyError),
-        ("23000", "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Cannot insert duplicate key row in object 'dbo.t' with unique index 'ix'. (2601) (SQLExecDirectW)", dbcore.DuplicateKeyError),
-        ("23000", "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]The INSERT statement conflicted with the FOREIGN KEY constraint \"fk\". (547) (SQLExecDirectW)", dbcore.ForeignKeyViolation),
-        ("23000", "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]The INSERT statement conflicted with the CHECK constraint \"ck\". (547) (SQLExecDirectW)", dbcore.CheckViolation),
-        ("23000", "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Cannot insert the value NULL into column 'x'. (515) (SQLExecDirectW)", dbcore.NotNullViolation),
-        ("22001", "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]String or binary data would be truncated. (8152) (SQLExecDirectW)", dbcore.DataError),
-        ("40001", "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Transaction (Process ID 52) was deadlocked. (1205) (SQLExecDirectW)", dbcore.ConcurrencyError),
-        ("08001", "[Microsoft][ODBC Driver 18 for SQL Server]TCP Provider: Error code 0x2749 (10049) (SQLDriverConnect)", dbcore.ConnectionFailed),
-        ("42S02", "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Invalid object name 'agents'. (208) (SQLExecDirectW)", dbcore.SchemaMissing),
-        ("42000", "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Cannot open database \"nosuchdb\" requested by the login. The login failed. (4060) (SQLDriverConnect)", dbcore.DatabaseNotFound),
-        ("28000", "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Login failed for user 'sa'. (18456) (SQLDriverConnect)", dbcore.AuthenticationFailed),
+        (
+            "23000",
+            "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Violation of PRIMARY KEY constraint 'pk_t'. (2627) (SQLExecDirectW)",
+            dbcore.DuplicateKeyError,
+        ),
+        (
+            "23000",
+            "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Cannot insert duplicate key row in object 'dbo.t' with unique index 'ix'. (2601) (SQLExecDirectW)",
+            dbcore.DuplicateKeyError,
+        ),
+        (
+            "23000",
+            '[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]The INSERT statement conflicted with the FOREIGN KEY constraint "fk". (547) (SQLExecDirectW)',
+            dbcore.ForeignKeyViolation,
+        ),
+        (
+            "23000",
+            '[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]The INSERT statement conflicted with the CHECK constraint "ck". (547) (SQLExecDirectW)',
+            dbcore.CheckViolation,
+        ),
+        (
+            "23000",
+            "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Cannot insert the value NULL into column 'x'. (515) (SQLExecDirectW)",
+            dbcore.NotNullViolation,
+        ),
+        (
+            "22001",
+            "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]String or binary data would be truncated. (8152) (SQLExecDirectW)",
+            dbcore.DataError,
+        ),
+        (
+            "40001",
+            "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Transaction (Process ID 52) was deadlocked. (1205) (SQLExecDirectW)",
+            dbcore.ConcurrencyError,
+        ),
+        (
+            "08001",
+            "[Microsoft][ODBC Driver 18 for SQL Server]TCP Provider: Error code 0x2749 (10049) (SQLDriverConnect)",
+            dbcore.ConnectionFailed,
+        ),
+        (
+            "42S02",
+            "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Invalid object name 'agents'. (208) (SQLExecDirectW)",
+            dbcore.SchemaMissing,
+        ),
+        (
+            "42000",
+            '[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Cannot open database "nosuchdb" requested by the login. The login failed. (4060) (SQLDriverConnect)',
+            dbcore.DatabaseNotFound,
+        ),
+        (
+            "28000",
+            "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Login failed for user 'sa'. (18456) (SQLDriverConnect)",
+            dbcore.AuthenticationFailed,
+        ),
     ],
 )
 def test_mssql_error_numbers_are_classified(state: str, message: str, expected: type) -> None:
@@ -175,7 +217,9 @@ GOOD_ROW: dict[str, object] = {"id": 1, "parent_id": 1, "label": "ok"}
 
 
 @pytest.mark.parametrize("write", WRITES)
-def test_not_null_message_names_table_and_column(api: Api, settings: dbcore.Settings, tables: Engine, write: Write) -> None:
+def test_not_null_message_names_table_and_column(
+    api: Api, settings: dbcore.Settings, tables: Engine, write: Write
+) -> None:
     with pytest.raises(dbcore.NotNullViolation) as caught:
         write(api, settings, [GOOD_ROW, {"id": 2, "parent_id": 1, "label": None}])
     check_message(caught.value, column_named("children", "label"))
@@ -231,15 +275,26 @@ def test_foreign_key_on_delete_message_names_referencing_column(
 # --- the message builders, on the drivers' exact wording ---------------------------------
 
 AGENTS_INSERT = StatementTarget(
-    table="agents", verb="insert", columns=("id", "name", "owner_id"), primary_key=("id",),
-    foreign_keys=("owner_id",), given=("id", "name", "owner_id"),
+    table="agents",
+    verb="insert",
+    columns=("id", "name", "owner_id"),
+    primary_key=("id",),
+    foreign_keys=("owner_id",),
+    given=("id", "name", "owner_id"),
 )
 MEMORIES_INSERT = StatementTarget(
-    table="memories", verb="insert", columns=("id", "agent_id", "room_id", "parent_id"), primary_key=("id",),
-    foreign_keys=("agent_id", "room_id", "parent_id"), given=("id", "agent_id", "room_id"),
+    table="memories",
+    verb="insert",
+    columns=("id", "agent_id", "room_id", "parent_id"),
+    primary_key=("id",),
+    foreign_keys=("agent_id", "room_id", "parent_id"),
+    given=("id", "agent_id", "room_id"),
 )
 AGENTS_DELETE = StatementTarget(
-    table="agents", verb="delete", columns=("id",), primary_key=("id",),
+    table="agents",
+    verb="delete",
+    columns=("id",),
+    primary_key=("id",),
     referenced_by=("entities.agent_id", "memories.agent_id"),
 )
 
@@ -247,38 +302,100 @@ AGENTS_DELETE = StatementTarget(
 @pytest.mark.parametrize(
     ("kind", "dialect", "driver", "target", "expected"),
     [
-        (dbcore.NotNullViolation, "mysql", "Column 'name' cannot be null", AGENTS_INSERT,
-         "NotNullViolation on mysql: agents.name cannot be null"),
-        (dbcore.NotNullViolation, "mariadb", "Field 'name' doesn't have a default value", AGENTS_INSERT,
-         "NotNullViolation on mariadb: agents.name doesn't have a default value"),
-        (dbcore.DataError, "mysql", "Data too long for column 'name' at row 1", AGENTS_INSERT,
-         "DataError on mysql: Data too long for agents.name at row 1"),
-        (dbcore.NotNullViolation, "mysql", "Column 'colour' cannot be null", AGENTS_INSERT,
-         "NotNullViolation on mysql: Column 'colour' cannot be null"),
-        (dbcore.DuplicateKeyError, "mysql", "Duplicate entry 'it's' for key 'PRIMARY'", AGENTS_INSERT,
-         "DuplicateKeyError on mysql: duplicate primary key agents.id"),
-        (dbcore.DuplicateKeyError, "mysql", "Duplicate entry 'me@example.com' for key 'users.uq_users_email'",
-         StatementTarget(table="users", verb="insert"),
-         "DuplicateKeyError on mysql: duplicate value for unique key uq_users_email of users"),
-        (dbcore.ForeignKeyViolation, "mysql",
-         "Cannot add or update a child row: a foreign key constraint fails (`db`.`agents`, CONSTRAINT `fk_a` "
-         "FOREIGN KEY (`owner_id`) REFERENCES `users` (`id`))", None,
-         "ForeignKeyViolation on mysql: agents.owner_id refers to a missing users row (constraint fk_a)"),
-        (dbcore.ForeignKeyViolation, "mysql",
-         "Cannot delete or update a parent row: a foreign key constraint fails (`db`.`pairs`, CONSTRAINT `fk_p` "
-         "FOREIGN KEY (`a`, `b`) REFERENCES `agents` (`x`, `y`))", None,
-         "ForeignKeyViolation on mysql: a row of agents is still referenced by pairs.a, pairs.b (constraint fk_p)"),
-        (dbcore.ForeignKeyViolation, "sqlite", "FOREIGN KEY constraint failed", AGENTS_INSERT,
-         "ForeignKeyViolation on sqlite: agents.owner_id refers to a missing row"),
-        (dbcore.ForeignKeyViolation, "sqlite", "FOREIGN KEY constraint failed", MEMORIES_INSERT,
-         "ForeignKeyViolation on sqlite: one of memories.agent_id, memories.room_id refers to a missing row"),
-        (dbcore.ForeignKeyViolation, "sqlite", "FOREIGN KEY constraint failed", AGENTS_DELETE,
-         "ForeignKeyViolation on sqlite: a deleted row of agents is still referenced by entities.agent_id, "
-         "memories.agent_id"),
-        (dbcore.ForeignKeyViolation, "sqlite", "FOREIGN KEY constraint failed", None,
-         "ForeignKeyViolation on sqlite: FOREIGN KEY constraint failed"),
-        (dbcore.DuplicateKeyError, "mysql", "Duplicate entry '1' for key 'PRIMARY'", None,
-         "DuplicateKeyError on mysql: Duplicate entry '1' for key 'PRIMARY'"),
+        (
+            dbcore.NotNullViolation,
+            "mysql",
+            "Column 'name' cannot be null",
+            AGENTS_INSERT,
+            "NotNullViolation on mysql: agents.name cannot be null",
+        ),
+        (
+            dbcore.NotNullViolation,
+            "mariadb",
+            "Field 'name' doesn't have a default value",
+            AGENTS_INSERT,
+            "NotNullViolation on mariadb: agents.name doesn't have a default value",
+        ),
+        (
+            dbcore.DataError,
+            "mysql",
+            "Data too long for column 'name' at row 1",
+            AGENTS_INSERT,
+            "DataError on mysql: Data too long for agents.name at row 1",
+        ),
+        (
+            dbcore.NotNullViolation,
+            "mysql",
+            "Column 'colour' cannot be null",
+            AGENTS_INSERT,
+            "NotNullViolation on mysql: Column 'colour' cannot be null",
+        ),
+        (
+            dbcore.DuplicateKeyError,
+            "mysql",
+            "Duplicate entry 'it's' for key 'PRIMARY'",
+            AGENTS_INSERT,
+            "DuplicateKeyError on mysql: duplicate primary key agents.id",
+        ),
+        (
+            dbcore.DuplicateKeyError,
+            "mysql",
+            "Duplicate entry 'me@example.com' for key 'users.uq_users_email'",
+            StatementTarget(table="users", verb="insert"),
+            "DuplicateKeyError on mysql: duplicate value for unique key uq_users_email of users",
+        ),
+        (
+            dbcore.ForeignKeyViolation,
+            "mysql",
+            "Cannot add or update a child row: a foreign key constraint fails (`db`.`agents`, CONSTRAINT `fk_a` "
+            "FOREIGN KEY (`owner_id`) REFERENCES `users` (`id`))",
+            None,
+            "ForeignKeyViolation on mysql: agents.owner_id refers to a missing users row (constraint fk_a)",
+        ),
+        (
+            dbcore.ForeignKeyViolation,
+            "mysql",
+            "Cannot delete or update a parent row: a foreign key constraint fails (`db`.`pairs`, CONSTRAINT `fk_p` "
+            "FOREIGN KEY (`a`, `b`) REFERENCES `agents` (`x`, `y`))",
+            None,
+            "ForeignKeyViolation on mysql: a row of agents is still referenced by pairs.a, pairs.b (constraint fk_p)",
+        ),
+        (
+            dbcore.ForeignKeyViolation,
+            "sqlite",
+            "FOREIGN KEY constraint failed",
+            AGENTS_INSERT,
+            "ForeignKeyViolation on sqlite: agents.owner_id refers to a missing row",
+        ),
+        (
+            dbcore.ForeignKeyViolation,
+            "sqlite",
+            "FOREIGN KEY constraint failed",
+            MEMORIES_INSERT,
+            "ForeignKeyViolation on sqlite: one of memories.agent_id, memories.room_id refers to a missing row",
+        ),
+        (
+            dbcore.ForeignKeyViolation,
+            "sqlite",
+            "FOREIGN KEY constraint failed",
+            AGENTS_DELETE,
+            "ForeignKeyViolation on sqlite: a deleted row of agents is still referenced by entities.agent_id, "
+            "memories.agent_id",
+        ),
+        (
+            dbcore.ForeignKeyViolation,
+            "sqlite",
+            "FOREIGN KEY constraint failed",
+            None,
+            "ForeignKeyViolation on sqlite: FOREIGN KEY constraint failed",
+        ),
+        (
+            dbcore.DuplicateKeyError,
+            "mysql",
+            "Duplicate entry '1' for key 'PRIMARY'",
+            None,
+            "DuplicateKeyError on mysql: Duplicate entry '1' for key 'PRIMARY'",
+        ),
     ],
 )
 def test_message_names_table_column_from_the_statement(
@@ -289,8 +406,14 @@ def test_message_names_table_column_from_the_statement(
 
 
 def test_sqlite_update_that_sets_no_foreign_key_names_the_referencing_columns() -> None:
-    target = StatementTarget(table="agents", verb="update", columns=("id", "owner_id"), foreign_keys=("owner_id",),
-                             given=("id",), referenced_by=("entities.agent_id",))
+    target = StatementTarget(
+        table="agents",
+        verb="update",
+        columns=("id", "owner_id"),
+        foreign_keys=("owner_id",),
+        given=("id",),
+        referenced_by=("entities.agent_id",),
+    )
     message = describe_dbapi_error(dbcore.ForeignKeyViolation, "sqlite", "FOREIGN KEY constraint failed", target)
     assert message == "ForeignKeyViolation on sqlite: a changed row of agents is still referenced by entities.agent_id"
 
@@ -336,10 +459,13 @@ def _gives_up_at_once(api: Api, settings: dbcore.Settings, expected: type[dbcore
 
 
 @pytest.mark.parametrize(
-    "dialect", [pytest.param("postgresql", marks=pytest.mark.postgresql), pytest.param("mariadb", marks=pytest.mark.mariadb)]
+    "dialect",
+    [pytest.param("postgresql", marks=pytest.mark.postgresql), pytest.param("mariadb", marks=pytest.mark.mariadb)],
 )
 def test_missing_database_says_so_and_is_not_retried(api: Api, servers: TestServers, dialect: str) -> None:
-    message = _gives_up_at_once(api, _refused_settings(servers, dialect, database="nosuchdb16"), dbcore.DatabaseNotFound)
+    message = _gives_up_at_once(
+        api, _refused_settings(servers, dialect, database="nosuchdb16"), dbcore.DatabaseNotFound
+    )
     assert "nosuchdb16" in message
     assert "\n" not in message
 
@@ -354,7 +480,9 @@ def test_wrong_password_says_access_denied_and_is_not_retried(api: Api, servers:
 
 @pytest.mark.postgresql
 def test_unknown_role_is_authentication_failed(api: Api, servers: TestServers) -> None:
-    message = _gives_up_at_once(api, _refused_settings(servers, "postgresql", username="nobody16"), dbcore.AuthenticationFailed)
+    message = _gives_up_at_once(
+        api, _refused_settings(servers, "postgresql", username="nobody16"), dbcore.AuthenticationFailed
+    )
     assert 'role "nobody16" does not exist' in message
 
 

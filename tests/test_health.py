@@ -39,7 +39,16 @@ def test_connection_info_reports_pool_and_server(api: Api, settings: dbcore.Sett
         during = api.connection_info(settings)
         if info.dialect != "sqlite":
             assert during.checked_out == 1
-    assert set(info.as_dict()) >= {"dialect", "driver", "url", "server_version", "pool_size", "checked_out", "overflow", "checked_in"}
+    assert set(info.as_dict()) >= {
+        "dialect",
+        "driver",
+        "url",
+        "server_version",
+        "pool_size",
+        "checked_out",
+        "overflow",
+        "checked_in",
+    }
 
 
 def one_clear_line(error: str | None, kind: str = "ConnectionFailed") -> str:

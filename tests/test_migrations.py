@@ -99,7 +99,9 @@ def test_plain_alembic_upgrade_in_the_repository(settings: dbcore.Settings) -> N
 
 
 def test_the_initial_revision_imports_cleanly() -> None:
-    module = load_module(REPO / "src" / "dbcore" / "_migrations" / "versions" / "0001_initial_schema.py", "dbcore_rev_0001")
+    module = load_module(
+        REPO / "src" / "dbcore" / "_migrations" / "versions" / "0001_initial_schema.py", "dbcore_rev_0001"
+    )
     assert module.revision == "0001"
     assert module.down_revision is None
     assert callable(module.upgrade) and callable(module.downgrade)

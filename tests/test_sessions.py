@@ -169,9 +169,7 @@ def test_run_in_transaction_returns_result_and_commits(api: Api, settings: dbcor
     assert count(table) == 1
 
 
-def test_run_in_transaction_does_not_retry_permanent_errors(
-    api: Api, settings: dbcore.Settings, table: Engine
-) -> None:
+def test_run_in_transaction_does_not_retry_permanent_errors(api: Api, settings: dbcore.Settings, table: Engine) -> None:
     calls = []
 
     def work(session: Session) -> None:
@@ -194,9 +192,7 @@ def _refused_before_init(open_session: Callable[[], object], path: Path) -> str:
     return str(caught.value)
 
 
-def test_session_entry_points_refuse_a_missing_sqlite_file_without_creating_it(
-    api: Api, tmp_path: Path
-) -> None:
+def test_session_entry_points_refuse_a_missing_sqlite_file_without_creating_it(api: Api, tmp_path: Path) -> None:
     path = tmp_path / "never_initialised.sqlite3"
     settings = dbcore.Settings(database_url=f"sqlite:///{path}")
     calls: list[Session] = []

@@ -32,7 +32,10 @@ def system_key(migrated: dbcore.Settings) -> str:
 
 
 def read_activity_types(session: Session) -> list[tuple[str, str]]:
-    return [tuple(row) for row in session.execute(sa.select(ActivityType.name, ActivityType.description).order_by(ActivityType.name))]
+    return [
+        tuple(row)
+        for row in session.execute(sa.select(ActivityType.name, ActivityType.description).order_by(ActivityType.name))
+    ]
 
 
 def snapshot(settings: dbcore.Settings) -> list[tuple[str, str]]:
@@ -236,7 +239,9 @@ def test_a_foreign_engine_is_not_guarded(migrated: dbcore.Settings) -> None:
 
 
 def test_raw_sql_text_is_outside_the_guard(api: Api, migrated: dbcore.Settings) -> None:
-    api.unit(migrated, lambda session: session.execute(sa.text("UPDATE activity_types SET description = 'raw'")) and None)
+    api.unit(
+        migrated, lambda session: session.execute(sa.text("UPDATE activity_types SET description = 'raw'")) and None
+    )
     assert {description for _, description in snapshot(migrated)} == {"raw"}
 
 
@@ -244,7 +249,9 @@ def test_migrations_may_write_system_tables(settings: dbcore.Settings) -> None:
     """Sync only (alembic is): alembic runs on a dbcore engine, so its connection carries ``dbcore_system=True`` (and gives a lent one back clean)."""
     seen: list[object] = []
 
-    def record(_conn: sa.Connection, statement: object, _multi: object, _params: object, options: dict[str, object]) -> None:
+    def record(
+        _conn: sa.Connection, statement: object, _multi: object, _params: object, options: dict[str, object]
+    ) -> None:
         if target_table(statement) == "alembic_version":
             seen.append(options.get("dbcore_system"))
 

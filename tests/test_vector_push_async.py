@@ -41,9 +41,7 @@ class ThreadRecordingStore(WrappedStore):
 @pytest.fixture
 def chroma_settings(settings: dbcore.Settings, tmp_path: Path) -> Iterator[dbcore.Settings]:
     configured = settings.replace(vector_backend="chroma", chroma=ChromaSettings(path=str(tmp_path / "chroma")))
-    register_vector_store(
-        "chroma", lambda s, **kw: ThreadRecordingStore(create_chroma_store(s, **kw)), replace=True
-    )
+    register_vector_store("chroma", lambda s, **kw: ThreadRecordingStore(create_chroma_store(s, **kw)), replace=True)
     ThreadRecordingStore.threads = []
     try:
         migrate.upgrade(configured, "head")

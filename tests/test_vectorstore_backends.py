@@ -144,7 +144,9 @@ def _integrated_store(dialect: str) -> StoreFactory:
 
 
 @pytest.fixture(scope="module")
-def integrated_engines(servers: TestServers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Engine]]:
+def integrated_engines(
+    servers: TestServers, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[str], Engine]]:
     """One migrated database per dialect, with the agents, entities and rooms the data set names."""
     made: dict[str, Engine] = {}
     stack = ExitStack()
@@ -626,7 +628,9 @@ def test_pinecone_needs_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_get_vector_store_integrated_from_settings(tmp_path: Path) -> None:
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'i.sqlite3'}", vector_backend="integrated", vector_dims=DIMS)
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'i.sqlite3'}", vector_backend="integrated", vector_dims=DIMS
+    )
     migrate.upgrade(settings, "head")
     store = get_vector_store(settings, metadata_keys=["priority"])
     assert type(store).__name__ == "IntegratedVectorStore" and store.dims == DIMS

@@ -160,7 +160,9 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     after = _schema_at(migrate.schema_state(settings, ini), ini)
     report = _seed_all(settings, ini)
     _say(f"dbcore init: {settings.dialect} at {settings.masked_url}")
-    change = "already current" if before == after else f"migrated from {before.replace('base (empty)', 'an empty database')}"
+    change = (
+        "already current" if before == after else f"migrated from {before.replace('base (empty)', 'an empty database')}"
+    )
     _say(f"  schema: {after} ({change})")
     _say(f"  tables: {sum(len(metadata.tables) for metadata in migrate.project_metadata(ini))}")
     _say(f"  seed rows: {report.inserted} inserted, {report.updated} updated, {report.unchanged} unchanged")

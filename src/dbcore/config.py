@@ -159,8 +159,10 @@ def _whole_rule(
         variable,
         f"must be a whole number {bound}{note}",
         lambda raw: int(raw.strip()),
-        lambda value: (optional and value is None)
-        or (_whole(value) and value >= minimum and (maximum is None or value <= maximum)),
+        lambda value: (
+            (optional and value is None)
+            or (_whole(value) and value >= minimum and (maximum is None or value <= maximum))
+        ),
     )
 
 

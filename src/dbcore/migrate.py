@@ -297,10 +297,7 @@ def _target_message(target: str, exc: Exception, ini: IniPath = None) -> str:
     known = f"base, {listed}" if revisions else "base"
     cause = exc if isinstance(exc, RevisionError) else exc.__cause__
     if isinstance(cause, ResolutionError):
-        return (
-            f"no revision {cause.argument!r} in {whose}; give one of {known}, "
-            "a step such as -1, or nothing for head"
-        )
+        return f"no revision {cause.argument!r} in {whose}; give one of {known}, a step such as -1, or nothing for head"
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(cause, RevisionError):
         return f"cannot migrate to {target!r}: {reason}; the revisions of {whose} are {known}"

@@ -512,9 +512,7 @@ def vector_values(values: Any, dims: int, *, where: str, rows: int | None = None
     else:
         count = array.shape[1]
     if count != dims:
-        raise DimensionMismatchError(
-            f"Vector({dims}) got {count} values for {where}; {_dims_hint(where)}"
-        )
+        raise DimensionMismatchError(f"Vector({dims}) got {count} values for {where}; {_dims_hint(where)}")
     with np.errstate(over="ignore", invalid="ignore"):
         converted = array.astype("<f4")
     finite = np.isfinite(converted).all(axis=-1)

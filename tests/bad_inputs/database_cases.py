@@ -103,8 +103,13 @@ def refused_then_commit() -> Act:
     """A Core insert of a wrong-length embedding is refused; the caller goes on and commits the transaction."""
 
     def act(ctx: Ctx) -> None:
-        row = {"id": uuid.uuid4(), "memory_id": ctx.memory_id, "embedding": [0.1] * 3, "model": "",
-               "created_at": dbcore.utcnow()}
+        row = {
+            "id": uuid.uuid4(),
+            "memory_id": ctx.memory_id,
+            "embedding": [0.1] * 3,
+            "model": "",
+            "created_at": dbcore.utcnow(),
+        }
         with dbcore.get_session(ctx.settings) as session:
             try:
                 session.connection().execute(MemoryEmbedding.__table__.insert(), [row])
@@ -255,8 +260,16 @@ def insert_api_key(session: Session, ctx: Ctx) -> None:
 def core_insert_activity_type(session: Session, ctx: Ctx) -> None:
     table = ActivityType.__table__
     session.connection().execute(
-        table.insert(), [{"id": uuid.uuid4(), "name": "Core", "description": "", "created_at": dbcore.utcnow(),
-                          "updated_at": dbcore.utcnow()}]
+        table.insert(),
+        [
+            {
+                "id": uuid.uuid4(),
+                "name": "Core",
+                "description": "",
+                "created_at": dbcore.utcnow(),
+                "updated_at": dbcore.utcnow(),
+            }
+        ],
     )
 
 
@@ -286,7 +299,9 @@ def _cases() -> list[Case]:  # noqa: PLR0915 - one table, read top to bottom
         Case("guid-injection", add(agent(id=INJECTION)), V, r"agents\.id"),
         Case("guid-fk-text", add(entity(agent_id="not-a-uuid")), V, r"entities\.agent_id"),
         Case("guid-in-where", core(lambda ctx: sa.select(Agent).where(Agent.id == INJECTION)), V, r"agents\.id"),
-        Case("guid-in-list", core(lambda ctx: sa.select(Agent).where(Agent.id.in_([ctx.agent_id, 7]))), V, r"agents\.id"),
+        Case(
+            "guid-in-list", core(lambda ctx: sa.select(Agent).where(Agent.id.in_([ctx.agent_id, 7]))), V, r"agents\.id"
+        ),
         # SqlEnum
         Case("enum-name-text", add(room(kind="dm")), V, r"rooms\.kind"),
         Case("enum-out-of-range", add(room(kind=99)), V, r"rooms\.kind"),
@@ -298,9 +313,24 @@ def _cases() -> list[Case]:  # noqa: PLR0915 - one table, read top to bottom
         Case("enum-injection", add(room(kind=INJECTION)), V, r"rooms\.kind"),
         Case("enum-none", add(room(kind=None)), NN, column_named("rooms", "kind")),
         Case("enum-task-status-name", add(task(status="DONE")), V, r"tasks\.status"),
-        Case("enum-mfa-type", add(lambda ctx: MFAMethod(user_id=uuid.uuid4(), method_type=4)), V, r"mfa_methods\.method_type"),
-        Case("enum-memory-kind-in-where", core(lambda ctx: sa.select(Memory).where(Memory.kind == "message")), V, r"memories\.kind"),
-        Case("enum-core-update", core(lambda ctx: sa.update(Room).where(Room.id == ctx.room_id).values(kind=42)), V, r"rooms\.kind"),
+        Case(
+            "enum-mfa-type",
+            add(lambda ctx: MFAMethod(user_id=uuid.uuid4(), method_type=4)),
+            V,
+            r"mfa_methods\.method_type",
+        ),
+        Case(
+            "enum-memory-kind-in-where",
+            core(lambda ctx: sa.select(Memory).where(Memory.kind == "message")),
+            V,
+            r"memories\.kind",
+        ),
+        Case(
+            "enum-core-update",
+            core(lambda ctx: sa.update(Room).where(Room.id == ctx.room_id).values(kind=42)),
+            V,
+            r"rooms\.kind",
+        ),
         # Vector
         Case("vector-short", add(embedding([0.1] * 3)), errors.DimensionMismatchError, EMBEDDING),
         Case("vector-long", add(embedding([0.1] * (DIMS + 1))), errors.DimensionMismatchError, EMBEDDING),
@@ -316,13 +346,22 @@ def _cases() -> list[Case]:  # noqa: PLR0915 - one table, read top to bottom
         Case("vector-dict", add(embedding({"a": 1})), V, EMBEDDING),
         Case("vector-ragged", add(embedding([[0.1] * DIMS, [0.1]])), V, EMBEDDING),
         Case("vector-short-plain-session", add_plain(embedding([0.1] * 3)), errors.DimensionMismatchError, EMBEDDING),
-        Case("vector-short-foreign-engine", add_foreign(embedding([0.1] * 3)), errors.DimensionMismatchError, EMBEDDING),
+        Case(
+            "vector-short-foreign-engine", add_foreign(embedding([0.1] * 3)), errors.DimensionMismatchError, EMBEDDING
+        ),
         Case(
             "vector-short-core-insert",
             via_connection(
                 lambda ctx: MemoryEmbedding.__table__.insert(),
-                lambda ctx: [{"id": uuid.uuid4(), "memory_id": ctx.memory_id, "embedding": [0.1] * 3,
-                              "model": "", "created_at": dbcore.utcnow()}],
+                lambda ctx: [
+                    {
+                        "id": uuid.uuid4(),
+                        "memory_id": ctx.memory_id,
+                        "embedding": [0.1] * 3,
+                        "model": "",
+                        "created_at": dbcore.utcnow(),
+                    }
+                ],
             ),
             errors.DimensionMismatchError,
             EMBEDDING,
@@ -335,16 +374,36 @@ def _cases() -> list[Case]:  # noqa: PLR0915 - one table, read top to bottom
         Case("datetime-epoch-int", add(user(last_login_at=1_700_000_000)), V, r"users\.last_login_at"),
         Case("datetime-naive-update", change_agent(deleted_at=naive), V, r"agents\.deleted_at"),
         Case("datetime-naive-due", add(task(due_at=naive)), V, r"tasks\.due_at"),
-        Case("datetime-naive-in-where", core(lambda ctx: sa.select(Memory).where(Memory.created_at > naive)), V, r"memories\.created_at"),
-        Case("datetime-none-created-at", core(lambda ctx: sa.insert(Agent).values(name="d", created_at=None)), NN, column_named("agents", "created_at")),
+        Case(
+            "datetime-naive-in-where",
+            core(lambda ctx: sa.select(Memory).where(Memory.created_at > naive)),
+            V,
+            r"memories\.created_at",
+        ),
+        Case(
+            "datetime-none-created-at",
+            core(lambda ctx: sa.insert(Agent).values(name="d", created_at=None)),
+            NN,
+            column_named("agents", "created_at"),
+        ),
         # JSON
         Case("json-object", add(agent(settings={"x": object()})), JSON_PROBLEM, r"agents\.settings"),
         Case("json-set", add(agent(settings={"x": {1, 2}})), JSON_PROBLEM, r"agents\.settings"),
         Case("json-bytes", add(agent(settings={"x": b"raw"})), JSON_PROBLEM, r"agents\.settings"),
         Case("json-decimal", add(agent(settings={"x": decimal.Decimal("1.1")})), JSON_PROBLEM, r"agents\.settings"),
         Case("json-circular", add(agent(settings=circular())), JSON_PROBLEM, r"agents\.settings"),
-        Case("json-datetime", add(agent(settings={"at": dt.datetime.now(dt.timezone.utc)})), JSON_PROBLEM, r"agents\.settings"),
-        Case("json-uuid", add(lambda ctx: Component(entity_id=ctx.entity_id, type="t", data={"id": uuid.uuid4()})), JSON_PROBLEM, r"components\.data"),
+        Case(
+            "json-datetime",
+            add(agent(settings={"at": dt.datetime.now(dt.timezone.utc)})),
+            JSON_PROBLEM,
+            r"agents\.settings",
+        ),
+        Case(
+            "json-uuid",
+            add(lambda ctx: Component(entity_id=ctx.entity_id, type="t", data={"id": uuid.uuid4()})),
+            JSON_PROBLEM,
+            r"components\.data",
+        ),
         Case("json-tuple-key", add(agent(settings={("a", "b"): 1})), JSON_PROBLEM, r"agents\.settings"),
         Case("json-nan", add(agent(settings={"x": float("nan")})), JSON_PROBLEM, r"agents\.settings"),
         Case("json-infinity", add(agent(settings={"x": float("inf")})), JSON_PROBLEM, r"agents\.settings"),
@@ -356,7 +415,12 @@ def _cases() -> list[Case]:  # noqa: PLR0915 - one table, read top to bottom
         Case("string-too-long", add(agent(name="n" * 201)), (V, D), AGENTS_NAME),
         Case("string-too-long-update", change_agent(name="n" * 201), (V, D), AGENTS_NAME),
         Case("string-too-long-email", add(user(email="e" * 321)), (V, D), column_named("users", "email")),
-        Case("string-too-long-component-type", add(lambda ctx: Component(entity_id=ctx.entity_id, type="t" * 101)), (V, D), column_named("components", "type")),
+        Case(
+            "string-too-long-component-type",
+            add(lambda ctx: Component(entity_id=ctx.entity_id, type="t" * 101)),
+            (V, D),
+            column_named("components", "type"),
+        ),
         Case("string-nul-byte", add(agent(name="a\x00b")), (V, D), AGENTS_NAME),
         Case("string-lone-surrogate", add(agent(name="a\ud800b")), (V, D), AGENTS_NAME),
         Case("string-int", add(agent(name=123)), V, AGENTS_NAME),
@@ -366,7 +430,12 @@ def _cases() -> list[Case]:  # noqa: PLR0915 - one table, read top to bottom
         Case("bool-text", add(agent(enabled="yes")), V, r"agents\.enabled"),
         Case("bool-two", add(agent(enabled=2)), V, r"agents\.enabled"),
         Case("bool-float", add(agent(enabled=0.5)), V, r"agents\.enabled"),
-        Case("bool-none", core(lambda ctx: sa.insert(Agent).values(name="b", enabled=None)), NN, column_named("agents", "enabled")),
+        Case(
+            "bool-none",
+            core(lambda ctx: sa.insert(Agent).values(name="b", enabled=None)),
+            NN,
+            column_named("agents", "enabled"),
+        ),
         # integers
         Case("int-text", add(version("abc")), V, r"embedding_versions\.version"),
         Case("int-overflow", add(version(2**70)), (V, D), r"embedding_versions\.version"),
@@ -377,7 +446,12 @@ def _cases() -> list[Case]:  # noqa: PLR0915 - one table, read top to bottom
         Case("fk-missing-room", add(memory(room_id=uuid.uuid4())), FK, column_named("memories", "room_id")),
         Case("fk-missing-parent", add(memory(parent_id=uuid.uuid4())), FK, column_named("memories", "parent_id")),
         Case("fk-missing-owner-update", change_agent(owner_id=uuid.uuid4()), FK, column_named("agents", "owner_id")),
-        Case("fk-delete-referenced-agent", core(lambda ctx: sa.delete(Agent).where(Agent.id == ctx.agent_id)), FK, r"agent_id"),
+        Case(
+            "fk-delete-referenced-agent",
+            core(lambda ctx: sa.delete(Agent).where(Agent.id == ctx.agent_id)),
+            FK,
+            r"agent_id",
+        ),
         # NOT NULL
         Case("notnull-agent-name", add(agent(name=None)), NN, AGENTS_NAME),
         Case("notnull-task-name", add(task(name=None)), NN, column_named("tasks", "name")),
@@ -399,16 +473,46 @@ def _cases() -> list[Case]:  # noqa: PLR0915 - one table, read top to bottom
         Case("add-kind-bool", memories(lambda ctx: [ctx.memory(kind=True)]), V, r"kind"),
         Case("add-kind-injection", memories(lambda ctx: [ctx.memory(kind=INJECTION)]), V, r"kind"),
         Case("add-agent-text", memories(lambda ctx: [ctx.memory(agent_id=INJECTION)]), V, r"memories\.agent_id"),
-        Case("add-missing-agent-row", memories(lambda ctx: [ctx.memory(agent_id=uuid.uuid4())]), FK, column_named("memories", "agent_id")),
-        Case("add-missing-world-row", memories(lambda ctx: [ctx.memory(world_id=uuid.uuid4())]), FK, column_named("memories", "world_id")),
+        Case(
+            "add-missing-agent-row",
+            memories(lambda ctx: [ctx.memory(agent_id=uuid.uuid4())]),
+            FK,
+            column_named("memories", "agent_id"),
+        ),
+        Case(
+            "add-missing-world-row",
+            memories(lambda ctx: [ctx.memory(world_id=uuid.uuid4())]),
+            FK,
+            column_named("memories", "world_id"),
+        ),
         Case("add-duplicate-id", memories(lambda ctx: [ctx.memory(id=ctx.memory_id)]), DUP, r"memories"),
-        Case("add-duplicate-in-batch", memories(lambda ctx: [ctx.memory(id=ERROR_TYPE), ctx.memory(id=ERROR_TYPE)]), (V, DUP), r"memories"),
-        Case("add-naive-created-at", memories(lambda ctx: [ctx.memory(created_at=dt.datetime(2024, 1, 1))]), V, r"memories\.created_at"),
+        Case(
+            "add-duplicate-in-batch",
+            memories(lambda ctx: [ctx.memory(id=ERROR_TYPE), ctx.memory(id=ERROR_TYPE)]),
+            (V, DUP),
+            r"memories",
+        ),
+        Case(
+            "add-naive-created-at",
+            memories(lambda ctx: [ctx.memory(created_at=dt.datetime(2024, 1, 1))]),
+            V,
+            r"memories\.created_at",
+        ),
         Case("add-content-text", memories(lambda ctx: [ctx.memory(content="hello")]), V, r"content"),
-        Case("add-content-unencodable", memories(lambda ctx: [ctx.memory(content={"x": object()})]), JSON_PROBLEM, r"content"),
+        Case(
+            "add-content-unencodable",
+            memories(lambda ctx: [ctx.memory(content={"x": object()})]),
+            JSON_PROBLEM,
+            r"content",
+        ),
         Case("add-metadata-list", memories(lambda ctx: [ctx.memory(metadata=[1, 2])]), V, r"metadata"),
         Case("add-is-unique-text", memories(lambda ctx: [ctx.memory(is_unique="no")]), V, r"is_unique"),
-        Case("add-embeddings-wrong-dims", memories(lambda ctx: [ctx.memory()], np.ones((1, 3))), errors.DimensionMismatchError, EMBEDDING),
+        Case(
+            "add-embeddings-wrong-dims",
+            memories(lambda ctx: [ctx.memory()], np.ones((1, 3))),
+            errors.DimensionMismatchError,
+            EMBEDDING,
+        ),
         Case("add-embeddings-nan", memories(lambda ctx: [ctx.memory()], np.full((1, DIMS), np.nan)), V, EMBEDDING),
         Case("add-embeddings-zero", memories(lambda ctx: [ctx.memory()], np.zeros((1, DIMS))), V, EMBEDDING),
         Case("add-embeddings-extra-row", memories(lambda ctx: [ctx.memory()], np.ones((2, DIMS))), V, EMBEDDING),
@@ -417,25 +521,69 @@ def _cases() -> list[Case]:  # noqa: PLR0915 - one table, read top to bottom
         Case("add-embeddings-numeric-strings", memories(lambda ctx: [ctx.memory()], [["0.5"] * DIMS]), V, EMBEDDING),
         Case("add-embeddings-bools", memories(lambda ctx: [ctx.memory()], [[True] * DIMS]), V, EMBEDDING),
         Case("add-embeddings-complex", memories(lambda ctx: [ctx.memory()], [[0.5 + 1j] * DIMS]), V, EMBEDDING),
-        Case("add-embedding-key-numeric-strings", memories(lambda ctx: [ctx.memory(embedding=["0.5"] * DIMS)]), V, EMBEDDING),
-        Case("add-embedding-key-and-argument", memories(lambda ctx: [ctx.memory(embedding=GOOD)], np.ones((1, DIMS))), V, r"embedding"),
-        Case("add-embedding-on-some", memories(lambda ctx: [ctx.memory(embedding=GOOD), ctx.memory()]), V, r"embedding"),
-        Case("add-model-too-long", memories(lambda ctx: [ctx.memory()], np.ones((1, DIMS)), model="m" * 201), (V, D), column_named("memory_embeddings", "model")),
+        Case(
+            "add-embedding-key-numeric-strings",
+            memories(lambda ctx: [ctx.memory(embedding=["0.5"] * DIMS)]),
+            V,
+            EMBEDDING,
+        ),
+        Case(
+            "add-embedding-key-and-argument",
+            memories(lambda ctx: [ctx.memory(embedding=GOOD)], np.ones((1, DIMS))),
+            V,
+            r"embedding",
+        ),
+        Case(
+            "add-embedding-on-some", memories(lambda ctx: [ctx.memory(embedding=GOOD), ctx.memory()]), V, r"embedding"
+        ),
+        Case(
+            "add-model-too-long",
+            memories(lambda ctx: [ctx.memory()], np.ones((1, DIMS)), model="m" * 201),
+            (V, D),
+            column_named("memory_embeddings", "model"),
+        ),
         # delete_memories
         Case("delete-injection-id", delete(lambda ctx: [INJECTION]), V, r"memor(y|ies)"),
         Case("delete-int-id", delete(lambda ctx: [123]), V, r"memor(y|ies)"),
         Case("delete-one-text-not-list", delete(lambda ctx: str(ctx.memory_id)), V, r"ids"),
         Case("delete-none", delete(lambda ctx: None), (V, TypeError), r"ids"),
         # seeding
-        Case("seed-unknown-column", seeding([{"id": "FFFFFFFF-FFFF-FFFF-00AA-FFFFFFFFFFFF", "name": "X", "colour": "red"}]), V, r"colour"),
-        Case("seed-bad-id", seeding([{"id": "12345678-FFFF-FFFF-0000-FFFFFFFFFFFF", "name": "X"}]), V, r"seed_list\[0\]"),
+        Case(
+            "seed-unknown-column",
+            seeding([{"id": "FFFFFFFF-FFFF-FFFF-00AA-FFFFFFFFFFFF", "name": "X", "colour": "red"}]),
+            V,
+            r"colour",
+        ),
+        Case(
+            "seed-bad-id", seeding([{"id": "12345678-FFFF-FFFF-0000-FFFFFFFFFFFF", "name": "X"}]), V, r"seed_list\[0\]"
+        ),
         Case("seed-missing-id", seeding([{"name": "X"}]), V, r"has no 'id'"),
         Case("seed-row-not-dict", seeding(["Error"]), V, r"seed_list\[0\]"),
         Case("seed-list-not-list", seeding({"id": "x"}), V, r"seed_list"),
-        Case("seed-repeated-id", seeding([{"id": "FFFFFFFF-FFFF-FFFF-00AA-FFFFFFFFFFFF", "name": "X"}] * 2), V, r"repeats an id"),
-        Case("seed-duplicate-name", seeding([{"id": "FFFFFFFF-FFFF-FFFF-00AA-FFFFFFFFFFFF", "name": "Error"}]), DUP, column_named("activity_types", "name")),
-        Case("seed-name-none", seeding([{"id": "FFFFFFFF-FFFF-FFFF-00AA-FFFFFFFFFFFF", "name": None}]), NN, column_named("activity_types", "name")),
-        Case("seed-name-too-long", seeding([{"id": "FFFFFFFF-FFFF-FFFF-00AA-FFFFFFFFFFFF", "name": "n" * 101}]), (V, D), column_named("activity_types", "name")),
+        Case(
+            "seed-repeated-id",
+            seeding([{"id": "FFFFFFFF-FFFF-FFFF-00AA-FFFFFFFFFFFF", "name": "X"}] * 2),
+            V,
+            r"repeats an id",
+        ),
+        Case(
+            "seed-duplicate-name",
+            seeding([{"id": "FFFFFFFF-FFFF-FFFF-00AA-FFFFFFFFFFFF", "name": "Error"}]),
+            DUP,
+            column_named("activity_types", "name"),
+        ),
+        Case(
+            "seed-name-none",
+            seeding([{"id": "FFFFFFFF-FFFF-FFFF-00AA-FFFFFFFFFFFF", "name": None}]),
+            NN,
+            column_named("activity_types", "name"),
+        ),
+        Case(
+            "seed-name-too-long",
+            seeding([{"id": "FFFFFFFF-FFFF-FFFF-00AA-FFFFFFFFFFFF", "name": "n" * 101}]),
+            (V, D),
+            column_named("activity_types", "name"),
+        ),
         # the integrated vector store
         Case("store-k-zero", query(k=0), V, r"k=0"),
         Case("store-k-negative", query(k=-1), V, r"k=-1"),
@@ -462,7 +610,12 @@ def _cases() -> list[Case]:  # noqa: PLR0915 - one table, read top to bottom
         Case("store-filter-injection-value", query_filter(lambda ctx: {"room_id": INJECTION}), V, r"room_id"),
         Case("store-filter-injection-field", query_filter(lambda ctx: {INJECTION: 1}), V, r"unknown field"),
         Case("store-filter-injection-kind", query_filter(lambda ctx: F("kind") == INJECTION), V, r"kind"),
-        Case("store-filter-injection-operator", query_filter(lambda ctx: {"kind": {INJECTION: 1}}), V, r"unknown operator"),
+        Case(
+            "store-filter-injection-operator",
+            query_filter(lambda ctx: {"kind": {INJECTION: 1}}),
+            V,
+            r"unknown operator",
+        ),
         Case("store-filter-empty-in", query_filter(lambda ctx: {"kind": {"$in": []}}), V, r"\$in"),
         Case("store-filter-in-not-list", query_filter(lambda ctx: {"kind": {"$in": "message"}}), V, r"\$in"),
         Case("store-filter-none-value", query_filter(lambda ctx: {"room_id": None}), V, r"room_id"),
@@ -471,25 +624,69 @@ def _cases() -> list[Case]:  # noqa: PLR0915 - one table, read top to bottom
         Case("store-filter-empty-dict", query_filter(lambda ctx: {}), V, r"empty filter"),
         Case("store-filter-and-not-list", query_filter(lambda ctx: {"$and": {"kind": "message"}}), V, r"\$and"),
         Case("store-filter-text-comparison", query_filter(lambda ctx: F("kind") > "message"), V, r"kind"),
-        Case("store-upsert-injection-id", store_call(lambda s, ctx: s.upsert([(INJECTION, GOOD)])), V, r"DROP TABLE|memory"),
-        Case("store-upsert-missing-memory", store_call(lambda s, ctx: s.upsert([(uuid.uuid4(), GOOD)])), V, r"no memory"),
-        Case("store-upsert-wrong-dims", store_call(lambda s, ctx: s.upsert([(ctx.memory_id, [1.0])])), errors.DimensionMismatchError, r"record"),
-        Case("store-upsert-single-record", store_call(lambda s, ctx: s.upsert({"id": ctx.memory_id, "vector": GOOD})), V, r"list of records"),
+        Case(
+            "store-upsert-injection-id",
+            store_call(lambda s, ctx: s.upsert([(INJECTION, GOOD)])),
+            V,
+            r"DROP TABLE|memory",
+        ),
+        Case(
+            "store-upsert-missing-memory", store_call(lambda s, ctx: s.upsert([(uuid.uuid4(), GOOD)])), V, r"no memory"
+        ),
+        Case(
+            "store-upsert-wrong-dims",
+            store_call(lambda s, ctx: s.upsert([(ctx.memory_id, [1.0])])),
+            errors.DimensionMismatchError,
+            r"record",
+        ),
+        Case(
+            "store-upsert-single-record",
+            store_call(lambda s, ctx: s.upsert({"id": ctx.memory_id, "vector": GOOD})),
+            V,
+            r"list of records",
+        ),
         Case("store-upsert-empty-id", store_call(lambda s, ctx: s.upsert([("", GOOD)])), V, r"record id"),
         Case("store-delete-injection-id", store_call(lambda s, ctx: s.delete(ids=[INJECTION])), V, r"id"),
         Case("store-delete-nothing", store_call(lambda s, ctx: s.delete()), V, r"ids or a filter"),
         Case("store-delete-single-id", store_call(lambda s, ctx: s.delete(ids=str(ctx.memory_id))), V, r"list of ids"),
-        Case("store-delete-injection-filter", store_call(lambda s, ctx: s.delete(filter={"agent_id": INJECTION})), V, r"agent_id"),
+        Case(
+            "store-delete-injection-filter",
+            store_call(lambda s, ctx: s.delete(filter={"agent_id": INJECTION})),
+            V,
+            r"agent_id",
+        ),
         Case("store-get-int-ids", store_call(lambda s, ctx: s.get([1, 2])), V, r"record id"),
-        Case("store-metadata-key-injection", store_call(lambda s, ctx: None, metadata_keys=[INJECTION]), V, r"metadata key"),
-        Case("store-wrong-dims", lambda ctx: IntegratedVectorStore(dbcore.get_engine(ctx.settings), DIMS + 1), errors.DimensionMismatchError, r"memory_embeddings\.embedding"),
+        Case(
+            "store-metadata-key-injection",
+            store_call(lambda s, ctx: None, metadata_keys=[INJECTION]),
+            V,
+            r"metadata key",
+        ),
+        Case(
+            "store-wrong-dims",
+            lambda ctx: IntegratedVectorStore(dbcore.get_engine(ctx.settings), DIMS + 1),
+            errors.DimensionMismatchError,
+            r"memory_embeddings\.embedding",
+        ),
         Case("store-search-unknown", store_call(lambda s, ctx: None, search="faiss"), V, r"search="),
         Case("store-ef-search-zero", store_call(lambda s, ctx: None, ef_search=0), V, r"ef_search"),
-        Case("store-unknown-backend", lambda ctx: get_vector_store(ctx.settings, backend=INJECTION), errors.ConfigurationError, r"no vector store named"),
+        Case(
+            "store-unknown-backend",
+            lambda ctx: get_vector_store(ctx.settings, backend=INJECTION),
+            errors.ConfigurationError,
+            r"no vector store named",
+        ),
         # the system key
         Case("key-none", as_key(lambda ctx: None, insert_activity_type), P, r"activity_types.*no API key"),
-        Case("key-wrong", as_key(lambda ctx: "dbk_" + "A" * 43, insert_activity_type), P, r"activity_types.*not a valid"),
-        Case("key-same-prefix", as_key(lambda ctx: ctx.system_key[:-4] + "AAAA", insert_activity_type), P, r"activity_types"),
+        Case(
+            "key-wrong", as_key(lambda ctx: "dbk_" + "A" * 43, insert_activity_type), P, r"activity_types.*not a valid"
+        ),
+        Case(
+            "key-same-prefix",
+            as_key(lambda ctx: ctx.system_key[:-4] + "AAAA", insert_activity_type),
+            P,
+            r"activity_types",
+        ),
         Case("key-short", as_key(lambda ctx: "abc", insert_activity_type), P, r"activity_types"),
         Case("key-injection", as_key(lambda ctx: INJECTION, insert_activity_type), P, r"activity_types"),
         Case("key-not-text", as_key(lambda ctx: 12345, insert_activity_type), P, r"activity_types"),
@@ -500,7 +697,9 @@ def _cases() -> list[Case]:  # noqa: PLR0915 - one table, read top to bottom
         Case("key-wrong-delete", as_key(lambda ctx: ctx.expired_key, delete_activity_type), P, r"activity_types"),
         Case("key-wrong-vector-space", as_key(lambda ctx: ctx.plain_key, insert_vector_space), P, r"vector_spaces"),
         Case("key-wrong-api-key-row", as_key(lambda ctx: ctx.revoked_key, insert_api_key), P, r"api_keys"),
-        Case("key-none-core-connection-insert", as_key(lambda ctx: None, core_insert_activity_type), P, r"activity_types"),
+        Case(
+            "key-none-core-connection-insert", as_key(lambda ctx: None, core_insert_activity_type), P, r"activity_types"
+        ),
         Case(
             "key-create-short-system-key",
             lambda ctx: _create_key(ctx, "short-key"),

@@ -157,8 +157,14 @@ def build_ctx(dialect: str, servers: TestServers, folder: Path) -> Iterator[Ctx]
             vector = np.linspace(0.1, 1.0, EMBEDDING_DIMS, dtype=np.float32)
             [memory_id] = add_memories(
                 session,
-                [{**{k: parents[k] for k in ("agent_id", "entity_id")}, "room_id": parents["room_ids"][0],
-                  "kind": "message", "content": {"text": "seed"}}],
+                [
+                    {
+                        **{k: parents[k] for k in ("agent_id", "entity_id")},
+                        "room_id": parents["room_ids"][0],
+                        "kind": "message",
+                        "content": {"text": "seed"},
+                    }
+                ],
                 vector.reshape(1, -1),
             )
         system, revoked, expired, plain = _keys(settings)

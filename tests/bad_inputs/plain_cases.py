@@ -98,8 +98,15 @@ ENV_CASES: list[Case] = [
     env("DBCORE_CHROMA_PORT", "abc"),
     env("DATABASE_URL", "  "),
     env("POSTGRES_URL", f"mysql://u:{SECRET}@h/db"),
-    env("POSTGRES_URL", f"postgresql://u:{SECRET}@h/other", r"POSTGRES_URL", DATABASE_URL=f"postgresql://u:{SECRET}@h/db"),
-    env("POSTGRES_URL", f"postgresql://u:{SECRET} x@h/b", r"POSTGRES_URL", DATABASE_URL=f"postgresql://u:{SECRET} x@h/a"),
+    env(
+        "POSTGRES_URL",
+        f"postgresql://u:{SECRET}@h/other",
+        r"POSTGRES_URL",
+        DATABASE_URL=f"postgresql://u:{SECRET}@h/db",
+    ),
+    env(
+        "POSTGRES_URL", f"postgresql://u:{SECRET} x@h/b", r"POSTGRES_URL", DATABASE_URL=f"postgresql://u:{SECRET} x@h/a"
+    ),
 ]
 
 URL_CASES: list[Case] = [

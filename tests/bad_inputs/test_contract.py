@@ -31,7 +31,9 @@ def _forget_cached_engines() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module", params=DIALECT_PARAMS)
-def ctx(request: pytest.FixtureRequest, servers: TestServers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctx]:
+def ctx(
+    request: pytest.FixtureRequest, servers: TestServers, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Ctx]:
     yield from build_ctx(str(request.param), servers, tmp_path_factory.mktemp("bad_inputs"))
 
 

@@ -491,7 +491,11 @@ class VectorStore(ABC):
         return batch
 
     def _prepare_query(
-        self, vector: Any, k: int, filter: FilterLike | None, min_score: float | None  # noqa: A002
+        self,
+        vector: Any,
+        k: int,
+        filter: FilterLike | None,
+        min_score: float | None,  # noqa: A002
     ) -> tuple[np.ndarray, int, Filter | None, float | None]:
         return (
             validate_vector(vector, self._dims, what="query vector"),
@@ -501,7 +505,9 @@ class VectorStore(ABC):
         )
 
     def _prepare_delete(
-        self, ids: Iterable[str | uuid.UUID] | None, filter: FilterLike | None  # noqa: A002
+        self,
+        ids: Iterable[str | uuid.UUID] | None,
+        filter: FilterLike | None,  # noqa: A002
     ) -> tuple[list[str], Filter | None]:
         if ids is None and filter is None:
             raise ValidationError("delete needs ids or a filter; refusing to delete everything implicitly")

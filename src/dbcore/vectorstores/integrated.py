@@ -387,9 +387,7 @@ class IntegratedVectorStore(VectorStore):
         path = await self._asearch_path()
         async with self.async_engine().connect() as conn:
             if path == "pgvector":
-                return await conn.run_sync(
-                    self._query_pgvector, vector, k, condition, min_score, include_metadata
-                )
+                return await conn.run_sync(self._query_pgvector, vector, k, condition, min_score, include_metadata)
             return await self._aquery_numpy(conn, vector, k, condition, min_score, include_metadata)
 
     # --- pgvector ----------------------------------------------------------------------
