@@ -41,12 +41,12 @@ def test_upgrade_downgrade_upgrade_without_drift(settings: dbcore.Settings) -> N
     migrate.downgrade(settings, "base")
     assert not (DBCORE_TABLES & table_names(settings))
     assert migrate.current_revision(settings) is None
-    assert migrate.pending_revisions(settings) == ["0001", "0002"] and migrate.head_revision() == "0002"
+    assert migrate.pending_revisions(settings) == ["0001", "0002", "0003"] and migrate.head_revision() == "0003"
 
     migrate.upgrade(settings, "head")
     assert migrate.schema_drift(settings) == []
     assert migrate.pending_revisions(settings) == []
-    assert migrate.current_revision(settings) == migrate.head_revision() == "0002"
+    assert migrate.current_revision(settings) == migrate.head_revision() == "0003"
 
 
 @pytest.mark.parametrize(
@@ -151,8 +151,8 @@ def test_mssql_offline_sql() -> None:
     sql = offline_sql(MSSQL_URL)
     created = set(re.findall(r"CREATE TABLE (\w+)", sql))
     assert created >= DBCORE_TABLES
-    assert len(DBCORE_TABLES) == 20
-    assert len(re.findall(r"CREATE TABLE (\w+)", sql)) == 20 + 1  # and alembic_version
+    assert len(DBCORE_TABLES) == 21
+    assert len(re.findall(r"CREATE TABLE (\w+)", sql)) == 21 + 1  # and alembic_version
     for fragment in (
         "UNIQUEIDENTIFIER",
         "TINYINT",

@@ -14,11 +14,11 @@ from dbcore.base import Base
 from dbcore.DB_Auth import OptionalOwnerUserRefMixin
 from dbcore.Mixins import BaseMixin, SoftDeleteMixin, UpdateMixin
 from dbcore.refs import ref_mixins
-from dbcore.types import SqlEnum, Unicode, UnicodeText, utcnow
+from dbcore.types import PK_TYPE, SqlEnum, Unicode, UnicodeText, utcnow
 
 if TYPE_CHECKING:
     from dbcore.DB_Entities import Entity, World
-    from dbcore.DB_Memories import CacheEntry, Memory
+    from dbcore.DB_Memories import CacheEntry, Log, Memory
 
 __all__ = [
     "Agent",
@@ -59,6 +59,7 @@ class Agent(Base, BaseMixin, UpdateMixin, SoftDeleteMixin, OptionalOwnerUserRefM
         entities: Mapped[list[Entity]]
         memories: Mapped[list[Memory]]
         cache_entries: Mapped[list[CacheEntry]]
+        logs: Mapped[list[Log]]
 
 
 # ref_mixins() builds its classes at run time; type checkers read these declarations instead
@@ -164,6 +165,14 @@ class Task(Base, BaseMixin, UpdateMixin, AgentRefMixin):
         SqlEnum(TaskStatus), default=TaskStatus.PENDING, comment="Where the task stands."
     )
     due_at: Mapped[datetime.datetime | None] = mapped_column(comment="When the task should run or be done by (UTC).")
+    # The entities domain sits above this one (it imports Agent), so these links are plain
+    # foreign keys by table name rather than RoomRefMixin & co., and carry no relationship.
+    room_id: Mapped[uuid.UUID | None] = mapped_column(PK_TYPE, sa.ForeignKey("rooms.id"), index=True)
+    world_id: Mapped[uuid.UUID | None] = mapped_column(PK_TYPE, sa.ForeignKey("worlds.id"), index=True)
+    entity_id: Mapped[uuid.UUID | None] = mapped_column(PK_TYPE, sa.ForeignKey("entities.id"), index=True)
+    meta: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", default=dict, comment="What the runtime needs to carry the task out (JSON)."
+    )
 
 
 if TYPE_CHECKING:

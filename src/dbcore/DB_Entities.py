@@ -17,7 +17,7 @@ from dbcore.refs import bind_reverse, ref_mixins
 from dbcore.types import SqlEnum, Unicode
 
 if TYPE_CHECKING:
-    from dbcore.DB_Memories import Memory
+    from dbcore.DB_Memories import Log, Memory
 
 __all__ = [
     "World",
@@ -104,6 +104,7 @@ class Room(Base, BaseMixin, UpdateMixin, OptionalWorldRefMixin):
         participants: Mapped[list[Participant]]
         components: Mapped[list[Component]]
         memories: Mapped[list[Memory]]
+        logs: Mapped[list[Log]]
 
 
 if TYPE_CHECKING:
@@ -138,6 +139,7 @@ class Entity(Base, BaseMixin, UpdateMixin, AgentRefMixin):
         relationships_as_target: Mapped[list[Relationship]]
         components: Mapped[list[Component]]
         memories: Mapped[list[Memory]]
+        logs: Mapped[list[Log]]
 
 
 # Late binding as docs/patterns.md describes: users.entity_id is declared in DB_Auth.

@@ -1,4 +1,4 @@
-"""Memories domain: memories, their embeddings, vector spaces (system) and the cache.
+"""Memories domain: memories, their embeddings, vector spaces (system), the cache and the logs.
 
 The embedding dimension is part of the schema: it is read once, when this
 module is imported, from ``DBCORE_VECTOR_DIMS`` (default 384). Changing it is
@@ -18,7 +18,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 from dbcore.base import Base
 from dbcore.config import vector_dims_from_env
 from dbcore.DB_Agents import AgentRefMixin, OptionalAgentRefMixin
-from dbcore.DB_Entities import EntityRefMixin, OptionalWorldRefMixin, RoomRefMixin
+from dbcore.DB_Entities import (
+    EntityRefMixin,
+    OptionalEntityRefMixin,
+    OptionalRoomRefMixin,
+    OptionalWorldRefMixin,
+    RoomRefMixin,
+)
 from dbcore.Mixins import BaseMixin, ExpirableMixin, ParentMixin, UpdateMixin
 from dbcore.refs import ref_mixins
 from dbcore.types import JSON, PK_TYPE, BigInteger, SqlEnum, Unicode, Vector
@@ -39,6 +45,7 @@ __all__ = [
     "OUTBOX_OPS",
     "CacheEntryRefMixin",
     "OptionalCacheEntryRefMixin",
+    "Log",
 ]
 
 #: Dimension of ``memory_embeddings.embedding``, from DBCORE_VECTOR_DIMS at import.
@@ -63,6 +70,7 @@ class Memory(
         sa.Index(None, "room_id", "created_at"),
         sa.Index(None, "entity_id", "created_at"),
         sa.Index(None, "agent_id", "kind", "created_at"),
+        sa.Index(None, "room_id", "content_hash"),
     )
 
     kind: Mapped[MemoryKind] = mapped_column(SqlEnum(MemoryKind), index=True, comment="What sort of memory this is.")
@@ -71,6 +79,9 @@ class Memory(
         "metadata", default=dict, comment="Scope, source, tags and other facts about the memory (JSON)."
     )
     is_unique: Mapped[bool] = mapped_column(default=False, comment="True when no near-duplicate was stored before it.")
+    content_hash: Mapped[str | None] = mapped_column(
+        Unicode(64), comment="SHA-256 of the canonical JSON of content: finds exact duplicates in a room."
+    )
 
     if TYPE_CHECKING:
         memory_embeddings: Mapped[list[MemoryEmbedding]]  # backref of MemoryEmbedding.memory
@@ -183,3 +194,16 @@ if TYPE_CHECKING:
 
 else:
     CacheEntryRefMixin, OptionalCacheEntryRefMixin = ref_mixins(CacheEntry)
+
+
+class Log(Base, BaseMixin, AgentRefMixin, OptionalRoomRefMixin, OptionalEntityRefMixin):
+    """An entry of an agent's runtime log: what it did, with a typed JSON body."""
+
+    __tablename__ = "logs"
+    __table_args__ = (
+        sa.Index(None, "agent_id", "created_at"),
+        sa.Index(None, "room_id", "type", "created_at"),
+    )
+
+    type: Mapped[str] = mapped_column(Unicode(100), comment="What the entry records (action, evaluator, model...).")
+    body: Mapped[dict[str, Any]] = mapped_column(default=dict, comment="The entry's details (JSON).")

@@ -36,6 +36,8 @@ __all__ = [
     "create_async_engine",
     "get_async_engine",
     "dispose_async_engines",
+    "dispose_engine_of",
+    "dispose_async_engine_of",
 ]
 
 _engines: dict[str, Engine] = {}
@@ -174,6 +176,23 @@ def dispose_engines() -> None:
     for async_engine in async_engines:
         async_engine.sync_engine.dispose(close=False)
     vector_push.close_stores()
+
+
+def dispose_engine_of(settings: Settings) -> None:
+    """Dispose the cached sync engine of ``settings``'s URL, if any, and forget it."""
+    with _engines_lock:
+        engine = _engines.pop(settings.database_url, None)
+    if engine is not None:
+        engine.dispose()
+
+
+async def dispose_async_engine_of(settings: Settings) -> None:
+    """Close the pool of the async engine cached for ``settings``'s URL on the running loop, and forget it."""
+    loop = asyncio.get_running_loop()
+    with _engines_lock:
+        engine = _async_engines.get(loop, {}).pop(settings.database_url, None)
+    if engine is not None:
+        await engine.dispose()
 
 
 async def dispose_async_engines() -> None:

@@ -19,6 +19,7 @@ __all__ = [
     "ValidationError",
     "DimensionMismatchError",
     "PermissionDenied",
+    "NotFound",
     "DatabaseError",
     "ConnectionFailed",
     "DatabaseNotFound",
@@ -61,6 +62,10 @@ class DimensionMismatchError(ValidationError):
 
 class PermissionDenied(DbcoreError):
     """The session may not write what it tried to write."""
+
+
+class NotFound(DbcoreError, LookupError):
+    """No row has the id (or key) a call named: raised by the get-or-fail, update and delete calls."""
 
 
 class TransactionOutcomeUnknown(DbcoreError):

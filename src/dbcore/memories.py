@@ -10,6 +10,8 @@ configured (see :mod:`dbcore.vector_changes`), so every backend sees the new row
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -32,6 +34,7 @@ from dbcore.vector_changes import (
 __all__ = [
     "add_memories",
     "delete_memories",
+    "content_hash",
     "as_memory_kind",
     "memory_metadata",
     "memory_records",
@@ -41,7 +44,17 @@ __all__ = [
 _MEM: sa.Table = Memory.__table__  # type: ignore[assignment]
 _ME: sa.Table = MemoryEmbedding.__table__  # type: ignore[assignment]
 _REQUIRED = ("agent_id", "entity_id", "room_id", "kind")
-_OPTIONAL = ("id", "world_id", "parent_id", "content", "metadata", "created_at", "is_unique", "embedding")
+_OPTIONAL = (
+    "id",
+    "world_id",
+    "parent_id",
+    "content",
+    "metadata",
+    "created_at",
+    "is_unique",
+    "embedding",
+    "content_hash",
+)
 _CHUNK = 500
 _EMBEDDING_COLUMN = "memory_embeddings.embedding"
 
@@ -66,6 +79,12 @@ def as_memory_kind(value: Any) -> MemoryKind:
     raise ValidationError(f"kind={value!r} is not a memory kind; use one of {names}")
 
 
+def content_hash(content: Any) -> str:
+    """SHA-256 (hex) of ``content``'s canonical JSON: equal for equal content, whatever the key order."""
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def _given_or(item: Mapping[str, Any], key: str, default: Any) -> Any:
     """``item[key]``, or ``default`` when it is missing or None (never when it is merely falsy)."""
     value = item.get(key)
@@ -83,7 +102,8 @@ def add_memories(
 
     Each dict needs agent_id, entity_id, room_id and kind (a MemoryKind, its value or
     lowercase name) and may have id, world_id, parent_id, content, metadata,
-    created_at, is_unique and embedding. ``embeddings`` (an n x dims array) is the
+    created_at, is_unique, content_hash (default: :func:`content_hash` of content) and
+    embedding. ``embeddings`` (an n x dims array) is the
     fast alternative to per-dict ``embedding`` keys. Returns the memory ids.
     """
     dims = int(_ME.c.embedding.type.dim)  # type: ignore[attr-defined]
@@ -104,6 +124,7 @@ def add_memories(
             kind=as_memory_kind(item["kind"]),
             # Passed through as given: memories' column types refuse a wrong type, naming the column.
             content=_given_or(item, "content", {}),
+            content_hash=item.get("content_hash") or content_hash(_given_or(item, "content", {})),
             metadata=_given_or(item, "metadata", {}),
             is_unique=_given_or(item, "is_unique", False),
             created_at=item.get("created_at") or now,

@@ -392,6 +392,7 @@ def run_in_transaction(
     api_key: str | None = None,
     attempts: int | None = None,
     max_seconds: float | None = None,
+    read_only: bool = False,
 ) -> T:
     """Run ``work(session)`` in one transaction, retrying the *whole* unit on transient faults.
 
@@ -402,13 +403,14 @@ def run_in_transaction(
     ``settings.retry_max_seconds``, 30 s) have passed since the first began, nor
     after ``attempts`` attempts when there is such a cap (default
     ``settings.retry_attempts``: none). A connection lost during COMMIT raises
-    :class:`TransactionOutcomeUnknown` and is not retried.
+    :class:`TransactionOutcomeUnknown` and is not retried. ``read_only`` opens the
+    sessions as :func:`get_session` does with it.
     """
     settings = settings or Settings.from_env()
     retrying = Retrying(**_retry_policy(settings, attempts, max_seconds))
 
     def attempt() -> T:
-        with get_session(settings, api_key=api_key) as session:
+        with get_session(settings, api_key=api_key, read_only=read_only) as session:
             return work(session)
 
     return retrying(attempt)
@@ -421,6 +423,7 @@ async def run_in_transaction_async(
     api_key: str | None = None,
     attempts: int | None = None,
     max_seconds: float | None = None,
+    read_only: bool = False,
 ) -> T:
     """``await run_in_transaction_async(work)``: :func:`run_in_transaction` for a coroutine function.
 
@@ -433,7 +436,7 @@ async def run_in_transaction_async(
     retrying = AsyncRetrying(**_retry_policy(settings, attempts, max_seconds))
 
     async def attempt() -> T:
-        async with get_async_session(settings, api_key=api_key) as session:
+        async with get_async_session(settings, api_key=api_key, read_only=read_only) as session:
             return await work(session)
 
     return await retrying(attempt)
