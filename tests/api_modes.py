@@ -202,3 +202,46 @@ def drive_async(store: Any, loop: LoopRunner) -> Any:
 
         setattr(store, name, through_loop)
     return store
+
+
+class AdapterView:
+    """A DatabaseAdapter as it is, or an AsyncDatabaseAdapter whose coroutines run on the test's loop.
+
+    Adapter tests are written once against sync calls (``adapter.create_agent(...)``,
+    ``with adapter.transaction():``); for the async adapter each call is awaited on the
+    ``aio`` loop, so the same body checks both classes.
+    """
+
+    def __init__(self, adapter: Any, loop: LoopRunner | None) -> None:
+        self.inner = adapter
+        self.mode = "sync" if loop is None else "async"
+        self._loop = loop
+
+    def __repr__(self) -> str:
+        return f"AdapterView({self.mode})"
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.inner, name)
+        if self._loop is None or not callable(attribute):
+            return attribute
+        if name == "transaction":
+            return lambda: self._transaction(attribute())
+        if name == "for_agent":
+            return lambda *args: AdapterView(attribute(*args), self._loop)
+        if name in ("vector_store",):
+            return attribute
+        loop = self._loop
+        return lambda *args, **kwargs: loop.run(attribute(*args, **kwargs))
+
+    @contextmanager
+    def _transaction(self, manager: Any) -> Iterator[AdapterView]:
+        assert self._loop is not None
+        loop = self._loop
+        loop.run(manager.__aenter__())
+        try:
+            yield self
+        except BaseException as exc:
+            if not loop.run(manager.__aexit__(type(exc), exc, exc.__traceback__)):
+                raise
+        else:
+            loop.run(manager.__aexit__(None, None, None))

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 import dbcore
 from dbcore.testing import DialectUnavailable, TestServers, isolated_database, required_dialects
-from tests.api_modes import MODES, Api, LoopRunner
+from tests.api_modes import MODES, AdapterView, Api, LoopRunner
 
 LIVE_DIALECTS = ("sqlite", "postgresql", "postgresql_novector", "mariadb", "mssql")
 _MARKS = {
@@ -125,3 +125,59 @@ def migrated(settings: dbcore.Settings) -> dbcore.Settings:
     with dbcore.system_session(settings) as session:
         dbcore.seed(session)
     return settings
+
+
+@pytest.fixture(scope="session")
+def _migrated_databases(
+    servers: TestServers, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, dbcore.Settings]]:
+    """One database per dialect per test session (per xdist worker), migrated and seeded once.
+
+    For tests that keep to rows of their own (fresh agents, rooms, ids): they share
+    the database instead of migrating one each.
+    """
+    from contextlib import ExitStack
+
+    made: dict[str, dbcore.Settings] = {}
+    with ExitStack() as stack:
+        made["_stack"] = stack  # type: ignore[assignment]
+        yield made
+        made.pop("_stack")
+    dbcore.dispose_engines()
+
+
+@pytest.fixture
+def shared_migrated(
+    dialect: str,
+    servers: TestServers,
+    _migrated_databases: dict[str, dbcore.Settings],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dbcore.Settings:
+    """Settings of this worker's migrated, seeded database of ``dialect`` (shared by the session's tests)."""
+    from dbcore.adapter.lifecycle import init
+
+    if dialect not in _migrated_databases:
+        if dialect == "sqlite":
+            url = make_url(f"sqlite:///{tmp_path_factory.mktemp('shared') / 'shared.sqlite3'}")
+        else:
+            stack = _migrated_databases["_stack"]  # type: ignore[index]
+            url = stack.enter_context(isolated_database(server_url(servers, dialect)))  # type: ignore[union-attr]
+        settings = dbcore.Settings(database_url=url.render_as_string(hide_password=False), retry_max_seconds=20)
+        init(settings)
+        _migrated_databases[dialect] = settings
+    return _migrated_databases[dialect]
+
+
+@pytest.fixture(params=MODES)
+def adapter(request: pytest.FixtureRequest, shared_migrated: dbcore.Settings) -> Iterator[AdapterView]:
+    """A DatabaseAdapter, or an AsyncDatabaseAdapter called as a sync one (tests/api_modes.py), on ``shared_migrated``."""
+    mode = str(request.param)
+    if mode == "sync":
+        made = dbcore.DatabaseAdapter(shared_migrated)
+        yield AdapterView(made, None)
+        made.close()
+        return
+    loop: LoopRunner = request.getfixturevalue("aio")
+    made_async = dbcore.AsyncDatabaseAdapter(shared_migrated)
+    yield AdapterView(made_async, loop)
+    loop.run(made_async.close())

@@ -118,7 +118,7 @@ def test_sqlite_default_lifecycle(
     assert (tmp_path / "dbcore.sqlite3").is_file()
     out = first.stdout
     assert "dbcore init: sqlite at sqlite+pysqlite:///" in out and "dbcore.sqlite3" in out
-    assert "tables: 20" in out
+    assert "tables: 21" in out
     assert "seed rows: 3 inserted" in out
     assert "migrated from an empty database" in out
     assert "recorded vector space 'memories'" in out
@@ -136,13 +136,13 @@ def test_sqlite_default_lifecycle(
     monkeypatch.chdir(tmp_path)
     code, out, err = in_process(["migrate"], monkeypatch, capsys)
     assert code == 0, err
-    assert "is at revision 0002" in out and "dbcore.sqlite3" in out
+    assert "is at revision 0003" in out and "dbcore.sqlite3" in out
     code, out, err = in_process(["seed"], monkeypatch, capsys)
     assert code == 0, err
     assert "dbcore seed: 0 inserted, 0 updated, 3 unchanged" in out
     code, out, err = in_process(["check-models"], monkeypatch, capsys)
     assert code == 0, err
-    assert "20 tables, 0 problems" in out
+    assert "21 tables, 0 problems" in out
 
 
 def test_failures_and_system_key_from_env(tmp_path: Path) -> None:
@@ -244,7 +244,7 @@ def test_migrate_to_an_unknown_revision_is_one_line(
     code, out, err = in_process(argv, monkeypatch, capsys, DATABASE_URL=url_of(settings))
     line = one_error_line(code, out, err, expected_code=2)
     assert line.startswith("dbcore migrate: ")
-    assert repr(revision) in line and "0002 (head)" in line and "base" in line
+    assert repr(revision) in line and "0003 (head)" in line and "base" in line
     assert table_names(settings) <= {"alembic_version"}  # nothing migrated
     assert dbcore.migrate.current_revision(settings) is None
 
@@ -295,27 +295,27 @@ def test_the_project_s_alembic_ini_makes_doctor_init_and_migrate_work(
     url = url_of(settings)
     code, out, err = in_process(["doctor", *ini], monkeypatch, capsys, DATABASE_URL=url)
     assert code == 1, err
-    assert "at base (empty), 3 pending to 0002 and ds0001 (head)" in out
+    assert "at base (empty), 4 pending to 0003 and ds0001 (head)" in out
     assert f"run `dbcore migrate --alembic-ini {DOWNSTREAM_INI}`" in out
 
     code, out, err = in_process(["init", *ini], monkeypatch, capsys, DATABASE_URL=url)
     assert code == 0, err
-    assert "schema: revisions 0002 and ds0001 (migrated from an empty database)" in out, out
+    assert "schema: revisions 0003 and ds0001 (migrated from an empty database)" in out, out
     assert {"notes", "agents"} <= table_names(settings)
 
     code, out, err = in_process(["migrate", "--down", "0001", *ini], monkeypatch, capsys, DATABASE_URL=url)
     assert code == 0, err
     assert out.strip().endswith("is at revision ds0001, with dbcore at 0001"), out  # ds0001 depends on 0001
     code, out, err = in_process(["doctor", *ini], monkeypatch, capsys, DATABASE_URL=url)
-    assert code == 1 and "1 pending to 0002 and ds0001 (head)" in out, out
+    assert code == 1 and "2 pending to 0003 and ds0001 (head)" in out, out
     code, out, err = in_process(["migrate", *ini], monkeypatch, capsys, DATABASE_URL=url)
-    assert code == 0 and out.strip().endswith("is at revisions 0002 and ds0001"), (out, err)
+    assert code == 0 and out.strip().endswith("is at revisions 0003 and ds0001"), (out, err)
     code, out, err = in_process(["doctor", *ini], monkeypatch, capsys, DATABASE_URL=url)
     assert code == 0 and "none pending" in out and out.strip().endswith("healthy"), out
 
     code, out, err = in_process(["migrate", "nosuchrev", *ini], monkeypatch, capsys, DATABASE_URL=url)
     line = one_error_line(code, out, err, expected_code=2)
-    assert "no revision 'nosuchrev' in" in line and "0002 (head)" in line and "ds0001 (head)" in line, line
+    assert "no revision 'nosuchrev' in" in line and "0003 (head)" in line and "ds0001 (head)" in line, line
 
     code, out, err = in_process(["migrate", "--down", "base", *ini], monkeypatch, capsys, DATABASE_URL=url)
     assert code == 0 and out.strip().endswith("is at base (empty)"), (out, err)
@@ -407,7 +407,7 @@ def test_doctor_on_a_migrated_database_reads_for_a_person(
     assert_worded_for_a_person(out)
     pool = next(line for line in doctor_lines(out) if line.startswith("pool:"))
     assert "connections in use" in pool and ("no overflow limit" in pool or "more when busy" in pool), pool
-    assert "at revision 0002 (head), none pending" in out
+    assert "at revision 0003 (head), none pending" in out
     assert out.rstrip().endswith("healthy")
 
 
@@ -417,7 +417,7 @@ def test_doctor_before_migrating_says_base_not_none(
     code, out, err = in_process(["doctor"], monkeypatch, capsys, DATABASE_URL=url_of(settings))
     assert code == 1, out + err
     assert_worded_for_a_person(out)
-    assert "at base (empty), 2 pending to 0002 (head)" in out
+    assert "at base (empty), 3 pending to 0003 (head)" in out
 
 
 @pytest.mark.sqlite

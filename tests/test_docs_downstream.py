@@ -152,14 +152,14 @@ def test_the_downstream_project_of_the_docs(installed: Path, settings: dbcore.Se
     # What the docs promise of the one command: both branches, both seed lists, the key.
     revision = next((project / "migrations" / "versions").glob("*_myapp_tables.py"))
     script = revision.read_text()
-    assert "= ('myapp',)" in script and "depends_on: str | Sequence[str] | None = '0002'" in script, script
+    assert "= ('myapp',)" in script and "depends_on: str | Sequence[str] | None = '0003'" in script, script
     assert script.count("import dbcore.types") == 1, script
     init = outputs[("dbcore", "init")]
     # The project's revision depends on dbcore's head, so alembic records it alone.
     assert (
-        f"schema: revision {revision.name.split('_')[0]}, with dbcore at 0002 (migrated from revision 0002)" in init
+        f"schema: revision {revision.name.split('_')[0]}, with dbcore at 0003 (migrated from revision 0003)" in init
     ), init
-    assert "tables: 22" in init and "recorded vector space 'memories'" in init and "dbk_" in init, init
+    assert "tables: 23" in init and "recorded vector space 'memories'" in init and "dbk_" in init, init
     assert "1 passed" in outputs[("python", "-m")]
 
     again = _run(Step("again", command=("dbcore", "init", "--alembic-ini", "alembic.ini")), project, env)

@@ -20,9 +20,18 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 QUICKSTART = ROOT / "examples" / "quickstart.py"
 ASYNC_QUICKSTART = ROOT / "examples" / "async_quickstart.py"
+ADAPTER_QUICKSTART = ROOT / "examples" / "adapter_quickstart.py"
 # What varies between runs of `dbcore init`: the database's path and the random system key.
 _INIT_PATH = re.compile(r"^(dbcore init: sqlite at sqlite\+pysqlite:///)/\S+(/dbcore\.sqlite3)$")
 _SYSTEM_KEY = re.compile(r"^(    dbk_)[A-Za-z0-9_-]{43}$")
+
+
+#: What examples/adapter_quickstart.py prints; the README says it in words under the example.
+ADAPTER_PRINTS = [
+    "unique: True, then False",
+    "Grace bakes on Sundays (score 1.00)",
+    "{'text': 'Hi Grace'} 1 log entry",
+]
 
 
 def fenced_blocks(language: str) -> list[str]:
@@ -68,6 +77,7 @@ def test_readme_python_blocks_are_the_quickstart_files() -> None:
     assert fenced_blocks("python") == [
         QUICKSTART.read_text(encoding="utf-8"),
         ASYNC_QUICKSTART.read_text(encoding="utf-8"),
+        ADAPTER_QUICKSTART.read_text(encoding="utf-8"),
     ]
 
 
@@ -99,3 +109,9 @@ def test_init_then_the_quickstart_print_what_the_readme_says(dialect: str, datab
         assert example.stderr == ""
         assert example.stdout.count("\n") == 1, explain(example)
         assert f"It prints `{example.stdout.strip()}`." in README
+
+    adapter = subprocess.run(
+        [sys.executable, str(ADAPTER_QUICKSTART)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240
+    )
+    assert adapter.returncode == 0 and adapter.stderr == "", explain(adapter)
+    assert adapter.stdout.splitlines() == ADAPTER_PRINTS, explain(adapter)

@@ -10,13 +10,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from dbcore.adapter import AsyncDatabaseAdapter, DatabaseAdapter
     from dbcore.base import Base, make_base
     from dbcore.checks import assert_models_ok, check_models
     from dbcore.config import Settings
     from dbcore.DB_Agents import Activity, ActivityType, Agent, Task, TaskStatus
     from dbcore.DB_Auth import ApiKey, MFAMethod, MFAMethodType, Permission, PermissionGrant, User
     from dbcore.DB_Entities import Component, Entity, Participant, ParticipantState, Relationship, Room, RoomKind, World
-    from dbcore.DB_Memories import CacheEntry, Memory, MemoryEmbedding, MemoryKind, VectorSpace
+    from dbcore.DB_Memories import CacheEntry, Log, Memory, MemoryEmbedding, MemoryKind, VectorSpace
     from dbcore.engine import (
         create_async_engine,
         create_engine,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
         ForeignKeyViolation,
         IntegrityViolation,
         MigrationError,
+        NotFound,
         NotNullViolation,
         PermissionDenied,
         QueryTimeout,
@@ -71,6 +73,7 @@ if TYPE_CHECKING:
         system_session,
     )
     from dbcore.types import PK_TYPE, SqlEnum, UTCDateTime, Vector, new_uuid, utcnow
+    from dbcore.upserts import upsert
     from dbcore.vectorstores import F, Filter, Match, Record, VectorStore, get_vector_store, register_vector_store
 
 # Where each public name lives. ``import dbcore`` loads none of them: a command or a
@@ -102,6 +105,7 @@ _HOMES = {
     "RoomKind": "dbcore.DB_Entities",
     "World": "dbcore.DB_Entities",
     "CacheEntry": "dbcore.DB_Memories",
+    "Log": "dbcore.DB_Memories",
     "Memory": "dbcore.DB_Memories",
     "MemoryEmbedding": "dbcore.DB_Memories",
     "MemoryKind": "dbcore.DB_Memories",
@@ -129,6 +133,9 @@ _HOMES = {
     "MigrationError": "dbcore.errors",
     "NotNullViolation": "dbcore.errors",
     "PermissionDenied": "dbcore.errors",
+    "NotFound": "dbcore.errors",
+    "DatabaseAdapter": "dbcore.adapter",
+    "AsyncDatabaseAdapter": "dbcore.adapter",
     "QueryTimeout": "dbcore.errors",
     "TransactionOutcomeUnknown": "dbcore.errors",
     "ValidationError": "dbcore.errors",
@@ -163,6 +170,7 @@ _HOMES = {
     "Vector": "dbcore.types",
     "new_uuid": "dbcore.types",
     "utcnow": "dbcore.types",
+    "upsert": "dbcore.upserts",
     "F": "dbcore.vectorstores",
     "Filter": "dbcore.vectorstores",
     "Match": "dbcore.vectorstores",
@@ -217,6 +225,7 @@ __all__ = [
     "ref_mixins",
     "bind_reverse",
     "seed",
+    "upsert",
     "check_models",
     "assert_models_ok",
     "on_saved",
@@ -254,12 +263,16 @@ __all__ = [
     "MemoryEmbedding",
     "VectorSpace",
     "CacheEntry",
+    "Log",
     # errors
     "DbcoreError",
     "ConfigurationError",
     "ValidationError",
     "DimensionMismatchError",
     "PermissionDenied",
+    "NotFound",
+    "DatabaseAdapter",
+    "AsyncDatabaseAdapter",
     "DatabaseError",
     "ConnectionFailed",
     "DatabaseNotFound",

@@ -11,13 +11,14 @@ import sqlalchemy as sa
 from sqlalchemy.pool import Pool
 
 from dbcore import migrate, vectorsync
+from dbcore.adapter.lifecycle import record_vector_space
 from dbcore.base import Base
 from dbcore.checks import check_models
 from dbcore.config import Settings
 from dbcore.DB_Auth import ApiKey
-from dbcore.DB_Memories import EMBEDDING_DIMS, VectorSpace
+from dbcore.DB_Memories import EMBEDDING_DIMS
 from dbcore.engine import get_engine
-from dbcore.errors import AuthenticationFailed, DatabaseNotFound, DimensionMismatchError, SchemaMissing
+from dbcore.errors import AuthenticationFailed, DatabaseNotFound, SchemaMissing
 from dbcore.health import ConnectionInfo, connection_error, connection_info
 from dbcore.migrate import MigrationError
 from dbcore.security import create_system_key, hash_api_key
@@ -114,21 +115,8 @@ def _seed_all(settings: Settings, ini: migrate.IniPath) -> SeedReport:
 
 
 def _ensure_vector_space(settings: Settings) -> str:
-    """Record the dimension and metric of dbcore's memory vectors the first time; refuse a changed dimension."""
-
     with system_session(settings) as session:
-        space = session.execute(sa.select(VectorSpace).where(VectorSpace.name == "memories")).scalar_one_or_none()
-        if space is None:
-            session.add(
-                VectorSpace(name="memories", backend=settings.vector_backend, dims=EMBEDDING_DIMS, metric="cosine")
-            )
-            return f"recorded vector space 'memories': {EMBEDDING_DIMS} dims, cosine, {settings.vector_backend}"
-        if space.dims != EMBEDDING_DIMS:
-            raise DimensionMismatchError(
-                f"the database's vector space 'memories' has {space.dims} dims but DBCORE_VECTOR_DIMS is {EMBEDDING_DIMS}; "
-                "set DBCORE_VECTOR_DIMS back, or migrate and re-embed (docs/vectors.md)"
-            )
-        return f"vector space 'memories': {space.dims} dims, {space.metric}, {space.backend}"
+        return record_vector_space(session, settings)
 
 
 def _ensure_system_key(settings: Settings) -> str:
