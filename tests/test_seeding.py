@@ -190,6 +190,31 @@ def test_malformed_seed_id_is_refused_at_class_definition() -> None:
             seed_list = [{"name": "x"}]
 
 
+def test_seed_ids_mariadb_refuses_are_refused_at_class_definition() -> None:
+    Other = make_base("Other")
+    for middle in ("0100", "0A01", "80FF"):
+        with pytest.raises(ValidationError, match=r"XXXX in 0000-00FF or 8100-FFFF \(MariaDB's UUID type refuses"):
+
+            class Between(Other, BaseMixin):
+                __tablename__ = f"between_{middle}"
+                seed_list = [{"id": f"FFFFFFFF-FFFF-FFFF-{middle}-FFFFFFFFFFFF"}]
+
+
+def test_the_seed_id_range_round_trips_on_every_dialect(engine: Engine) -> None:
+    Edges = make_base("Edges")
+    ids = [f"FFFFFFFF-FFFF-FFFF-{middle}-FFFFFFFFFFFF" for middle in ("0000", "00FF", "8100", "FFFF")]
+
+    class Edge(Edges, BaseMixin):
+        __tablename__ = "seed_edges"
+        seed_list = [{"id": seed_id} for seed_id in ids]
+
+    Edges.metadata.create_all(engine)
+    with Session(engine) as session:
+        assert seed(session, registry=Edges.registry).inserted == 4
+        session.commit()
+        assert sorted(str(row).upper() for row in session.scalars(sa.select(Edge.id))) == sorted(ids)
+
+
 def test_malformed_seed_id_is_refused_at_seed_time_for_any_registry(memory_engine: Engine) -> None:
     class Plain(DeclarativeBase):  # no BaseModel: nothing validated at class definition
         pass

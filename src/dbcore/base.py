@@ -43,7 +43,10 @@ __all__ = [
 MAX_IDENTIFIER_LENGTH = 60
 
 #: ``FFFFFFFF-FFFF-FFFF-XXXX-FFFFFFFFFFFF``: seed rows differ only in the fourth group.
-SEED_ID_PATTERN = re.compile(r"FFFFFFFF-FFFF-FFFF-[0-9A-F]{4}-FFFFFFFFFFFF", re.IGNORECASE)
+# XXXX is 0000-00FF or 8100-FFFF: MariaDB's UUID type refuses these ids with 0100-80FF there.
+SEED_ID_PATTERN = re.compile(
+    r"FFFFFFFF-FFFF-FFFF-(?:00[0-9A-F]{2}|8[1-9A-F][0-9A-F]{2}|[9A-F][0-9A-F]{3})-FFFFFFFFFFFF", re.IGNORECASE
+)
 
 
 def limit_identifier(name: str, limit: int = MAX_IDENTIFIER_LENGTH) -> str:
@@ -143,7 +146,8 @@ def validate_seed_list(cls: type) -> None:
         if not (isinstance(seed_id, (str, uuid.UUID)) and SEED_ID_PATTERN.fullmatch(str(seed_id))):
             raise ValidationError(
                 f"{cls.__name__}.seed_list[{position}] has id {seed_id!r}; seed ids must look like "
-                "FFFFFFFF-FFFF-FFFF-XXXX-FFFFFFFFFFFF (XXXX: 4 hex digits)"
+                "FFFFFFFF-FFFF-FFFF-XXXX-FFFFFFFFFFFF with XXXX in 0000-00FF or 8100-FFFF (MariaDB's UUID type "
+                "refuses the ids between)"
             )
 
 
