@@ -448,3 +448,14 @@ def test_a_missing_database_is_named_in_one_line(servers: TestServers, tmp_path:
     for result in (doctor, init):
         assert "Traceback" not in result.stdout + result.stderr
         assert SECRET not in result.stdout + result.stderr
+
+
+def test_a_closed_output_pipe_is_one_line(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [str(DBCORE), "doctor"], cwd=tmp_path, env=base_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # before the command has written anything: it needs a second to start
+    error = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 1
+    assert error.strip() == "dbcore doctor: the output was closed before the command finished", error

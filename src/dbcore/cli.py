@@ -8,6 +8,7 @@ revision dbcore's migrations do not hold), 3 database unreachable.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -203,6 +204,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return commands.EXIT_UNREACHABLE
     except DbcoreError as exc:
         print(f"dbcore {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return commands.EXIT_FAILED
+    except BrokenPipeError:
+        # The reader went away (`dbcore doctor | head -1`): say so once; nothing more goes to the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"dbcore {args.command}: the output was closed before the command finished", file=sys.stderr)
         return commands.EXIT_FAILED
 
 
