@@ -59,6 +59,7 @@ if TYPE_CHECKING:
         is_connected_async,
     )
     from dbcore.Mixins import BaseMixin, ExpirableMixin, ParentMixin, SoftDeleteMixin, UpdateMixin
+    from dbcore.plugins import Plugin
     from dbcore.refs import bind_reverse, ref_mixins
     from dbcore.seeding import seed
     from dbcore.session import (
@@ -171,6 +172,7 @@ _HOMES = {
     "new_uuid": "dbcore.types",
     "utcnow": "dbcore.types",
     "upsert": "dbcore.upserts",
+    "Plugin": "dbcore.plugins",
     "F": "dbcore.vectorstores",
     "Filter": "dbcore.vectorstores",
     "Match": "dbcore.vectorstores",
@@ -226,6 +228,7 @@ __all__ = [
     "bind_reverse",
     "seed",
     "upsert",
+    "Plugin",
     "check_models",
     "assert_models_ok",
     "on_saved",

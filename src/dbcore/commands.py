@@ -97,16 +97,14 @@ def _schema_at(state: migrate.SchemaState, ini: migrate.IniPath) -> str:
     if not state.heads:
         return "base (empty)"
     said = f"revision{'s' if len(state.heads) > 1 else ''} {_listed(state.heads)}"
-    if ini is not None and state.dbcore_at is not None and state.dbcore_at not in state.heads:
+    if state.dbcore_at is not None and state.dbcore_at not in state.heads:
         said += f", with dbcore at {state.dbcore_at}"
     return said
 
 
 def _seed_all(settings: Settings, ini: migrate.IniPath) -> SeedReport:
-    """Seed dbcore's models, then the project's (``dbcore_models`` of its alembic.ini), in one transaction."""
-    registries = [Base.registry]
-    if ini is not None:
-        registries += migrate.project_registries(migrate.alembic_config(settings, ini=ini))
+    """Seed dbcore's models, then the project's (``dbcore_models`` of its alembic.ini) or the plugins', in one transaction."""
+    registries = migrate.model_registries(settings, ini)
     total = SeedReport()
     with system_session(settings) as session:
         for registry in registries:

@@ -8,6 +8,7 @@ have them: ``dbcore migrate`` and ``dbcore:_migrations:versions`` in a version_l
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from dbcore.base import Base
 from dbcore.config import Settings
 from dbcore.engine import create_engine
 from dbcore.errors import MigrationError
+from dbcore.plugins import registered_plugins
 from dbcore.security import SYSTEM_EXECUTION_OPTION
 from dbcore.types import GUID, PLAIN_DDL_TYPES, SqlEnum, UTCDateTime, Vector
 
@@ -38,6 +40,7 @@ __all__ = [
     "alembic_config",
     "MODELS_OPTION",
     "project_registries",
+    "model_registries",
     "project_metadata",
     "head_revisions",
     "current_heads",
@@ -89,10 +92,17 @@ IniPath = str | Path | None
 
 
 def alembic_config(
-    settings: Settings | None = None, *, connection: sa.Connection | None = None, ini: IniPath = None
+    settings: Settings | None = None,
+    *,
+    connection: sa.Connection | None = None,
+    ini: IniPath = None,
+    with_plugins: bool = True,
 ) -> Config:
-    """The alembic configuration of dbcore's own migrations, or of a project's ``ini`` file.
+    """The alembic configuration of dbcore's migrations and the registered plugins', or of a project's ``ini`` file.
 
+    Without ``ini``, every plugin registered under ``dbcore.plugins``
+    (:mod:`dbcore.plugins`) adds its revision folder to ``version_locations`` and its
+    model modules to ``dbcore_models``; ``with_plugins=False`` leaves dbcore's own.
     A project's alembic.ini lists dbcore's revisions and its own in
     ``version_locations`` (``dbcore:_migrations:versions``) and may name its model
     modules in ``dbcore_models``; see docs/migrations.md.
@@ -101,6 +111,11 @@ def alembic_config(
         config = Config()
         config.set_main_option("script_location", str(migrations_dir()))
         config.set_main_option("path_separator", "os")
+        plugins = registered_plugins() if with_plugins else ()
+        if plugins:
+            folders = [migrations_dir() / "versions", *(plugin.migrations for plugin in plugins)]
+            config.set_main_option("version_locations", _escaped(os.pathsep.join(map(str, folders))))
+            config.set_main_option(MODELS_OPTION, " ".join(name for plugin in plugins for name in plugin.models))
     else:
         path = Path(ini)
         if not path.is_file():
@@ -110,6 +125,11 @@ def alembic_config(
     if connection is not None:
         config.attributes["connection"] = connection
     return config
+
+
+def _escaped(value: str) -> str:
+    """``value`` as an alembic option (configparser interpolates '%')."""
+    return value.replace("%", "%%")
 
 
 def project_registries(config: Config) -> list[Registry]:
@@ -123,13 +143,13 @@ def project_registries(config: Config) -> list[Registry]:
         return []
     ScriptDirectory.from_config(config)  # applies prepend_sys_path
     found: list[Registry] = []
+    where = f"{MODELS_OPTION} in {config.config_file_name}" if config.config_file_name else "a dbcore plugin"
     for name in names:
         try:
             module = importlib.import_module(name)
         except Exception as exc:  # noqa: BLE001 - any failure of the user's module is reported in one line
             raise MigrationError(
-                f"{MODELS_OPTION} in {config.config_file_name} names {name!r}, which cannot be imported: "
-                f"{type(exc).__name__}: {exc}"
+                f"{where} names {name!r}, which cannot be imported: {type(exc).__name__}: {exc}"
             ) from exc
         for value in vars(module).values():
             registry = getattr(value, "registry", None) if isinstance(value, type) else None
@@ -137,26 +157,29 @@ def project_registries(config: Config) -> list[Registry]:
                 found.append(registry)
         if not found:
             raise MigrationError(
-                f"{MODELS_OPTION} in {config.config_file_name} names {name!r}, which holds no declarative base "
-                "or model class (dbcore.make_base())"
+                f"{where} names {name!r}, which holds no declarative base or model class (dbcore.make_base())"
             )
     return found
 
 
 def project_metadata(ini: IniPath = None) -> list[sa.MetaData]:
-    """dbcore's metadata, then that of the project's models (``dbcore_models`` of ``ini``)."""
-    if ini is None:
-        return [Base.metadata]
-    config = alembic_config(Settings(database_url="sqlite:///:memory:"), ini=ini)
-    return [Base.metadata, *(registry.metadata for registry in project_registries(config))]
+    """dbcore's metadata, then that of the project's models (``dbcore_models`` of ``ini``) or the plugins'."""
+    return [registry.metadata for registry in model_registries(ini=ini)]
+
+
+def model_registries(settings: Settings | None = None, ini: IniPath = None) -> list[Registry]:
+    """dbcore's registry, then the project's (``dbcore_models`` of ``ini``) or, without ``ini``, the plugins'."""
+    config = alembic_config(settings or Settings(database_url="sqlite:///:memory:"), ini=ini)
+    return [Base.registry, *project_registries(config)]
 
 
 def upgrade(
     settings: Settings | None = None, revision: str | None = None, *, sql: bool = False, ini: IniPath = None
 ) -> None:
-    """Upgrade to ``revision``: by default ``head`` of dbcore's migrations, or every head (``heads``) of a project's."""
+    """Upgrade to ``revision``: by default every head (``heads``): dbcore's, and each plugin's or the project's."""
     settings = settings or Settings.from_env()
-    revision = revision or ("head" if ini is None else "heads")
+    revision = revision or "heads"
+    _check_plugin_branches(ini)
     if not sql:
         _refuse_foreign_history(settings, ini)
     with _revision_errors(revision, ini):
@@ -170,23 +193,41 @@ def downgrade(settings: Settings | None = None, revision: str = "base", *, ini: 
         command.downgrade(alembic_config(settings, ini=ini), revision)
 
 
-def _script(ini: IniPath = None) -> ScriptDirectory:
-    return ScriptDirectory.from_config(alembic_config(Settings(database_url="sqlite:///:memory:"), ini=ini))
+def _script(ini: IniPath = None, *, with_plugins: bool = True) -> ScriptDirectory:
+    config = alembic_config(Settings(database_url="sqlite:///:memory:"), ini=ini, with_plugins=with_plugins)
+    return ScriptDirectory.from_config(config)
+
+
+def _check_plugin_branches(ini: IniPath) -> None:
+    """Each plugin's history must start on its own branch, so ``heads`` upgrades it beside dbcore's."""
+    plugins = registered_plugins() if ini is None else ()
+    if not plugins:
+        return
+    for script in _script().walk_revisions():
+        folder = Path(script.path).resolve().parent
+        owner = next((plugin for plugin in plugins if plugin.migrations == folder), None)
+        if owner is not None and script.down_revision is None and owner.name not in script.branch_labels:
+            raise MigrationError(
+                f"the dbcore plugin {owner.name!r}: revision {script.revision} ({Path(script.path).name}) starts "
+                f"its history without branch_labels = ({owner.name!r},); add it, with depends_on naming the "
+                "dbcore revision the plugin's tables build on"
+            )
 
 
 def head_revision() -> str | None:
     """The head of dbcore's own migrations."""
-    return _script().get_current_head()
+    return _script(with_plugins=False).get_current_head()
 
 
 def head_revisions(ini: IniPath = None) -> tuple[str, ...]:
-    """Every head: dbcore's one, or dbcore's and a project's branch with ``ini``."""
+    """Every head: dbcore's and each registered plugin's, or dbcore's and a project's branch with ``ini``."""
     return tuple(_script(ini).get_heads())
 
 
-def known_revisions(ini: IniPath = None) -> list[str]:
-    """The revision ids of dbcore's migrations (with ``ini``, of the project's history too), oldest first."""
-    return [script.revision for script in reversed(list(_script(ini).walk_revisions()))]
+def known_revisions(ini: IniPath = None, *, with_plugins: bool = True) -> list[str]:
+    """The revision ids of dbcore's migrations and the plugins' (with ``ini``: the project's history), oldest first."""
+    script = _script(ini, with_plugins=with_plugins)
+    return [revision.revision for revision in reversed(list(script.walk_revisions()))]
 
 
 def _database_heads(settings: Settings) -> tuple[str, ...]:
@@ -247,7 +288,7 @@ def schema_state(settings: Settings | None = None, ini: IniPath = None) -> Schem
     heads = current_heads(settings or Settings.from_env(), ini)
     script = _script(ini)
     applied = frozenset(rev.revision for head in heads for rev in script.iterate_revisions(head, "base"))
-    mine = [revision for revision in known_revisions() if revision in applied]
+    mine = [revision for revision in known_revisions(with_plugins=False) if revision in applied]
     pending = tuple(revision for revision in known_revisions(ini) if revision not in applied)
     return SchemaState(heads, applied, pending, mine[-1] if mine else None)
 
@@ -282,8 +323,9 @@ def _foreign_message(settings: Settings, foreign: list[str], ini: IniPath) -> st
     if ini is not None:
         return f"the database at {settings.masked_url} records revision {names}, which {str(ini)!r} does not hold"
     return (
-        f"the database at {settings.masked_url} records revision {names}, which dbcore's migrations do not hold "
-        "(another project migrated it with dbcore's revisions and its own); give that project's alembic.ini, "
+        f"the database at {settings.masked_url} records revision {names}, which neither dbcore's migrations nor "
+        "an installed dbcore plugin hold (a plugin that was uninstalled, or another project that migrated it with "
+        "dbcore's revisions and its own); reinstall the plugin, or give that project's alembic.ini, "
         "e.g. `dbcore migrate --alembic-ini alembic.ini`, or run its alembic, e.g. `alembic upgrade heads` "
         "(docs/migrations.md)"
     )

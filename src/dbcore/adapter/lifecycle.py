@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from dbcore import migrate
 from dbcore.adapter.context import AdapterOptions, Context
 from dbcore.adapter.operation import bind, reads
-from dbcore.base import Base
 from dbcore.config import Settings
 from dbcore.DB_Memories import EMBEDDING_DIMS, VectorSpace
 from dbcore.errors import DimensionMismatchError, ValidationError
@@ -57,11 +56,13 @@ def options(duplicate_threshold: float) -> AdapterOptions:
 
 
 def init(settings: Settings) -> InitReport:
-    """Migrate, seed and record the memories' vector space; running it again changes nothing."""
+    """Migrate dbcore and the registered plugins, seed, record the memories' vector space; idempotent."""
     migrate.upgrade(settings)
     report = InitReport(revisions=migrate.current_heads(settings))
     with system_session(settings) as session:
-        report.seeded_rows = seed(session, registry=Base.registry).inserted
+        report.seeded_rows = sum(
+            seed(session, registry=registry).inserted for registry in migrate.model_registries(settings)
+        )
         report.vector_space = record_vector_space(session, settings)
     return report
 
