@@ -13,6 +13,7 @@ from sqlalchemy import event
 import dbcore
 from dbcore.DB_Memories import Memory, MemoryEmbedding
 from dbcore.memories import content_hash
+from dbcore.types import has_pgvector
 from tests.adapter_scene import count, scene, vector
 from tests.api_modes import AdapterView
 
@@ -134,6 +135,24 @@ def test_search_filters_and_scores(adapter: AdapterView) -> None:
     assert adapter.search_memories(-vector(1), k=5, agent_id=s.agent, min_score=0.5) == []
     with pytest.raises(dbcore.ValidationError):
         adapter.search_memories(vector(1)[:3], k=5)
+
+
+def test_search_in_the_database_joins_the_calls_transaction(adapter: AdapterView) -> None:
+    s = scene(adapter)
+    store = adapter.vector_store()
+    engine = dbcore.get_engine(adapter.settings)
+    in_database = engine.dialect.name == "postgresql" and store.backend_name == "integrated"
+    with engine.connect() as connection:
+        asked = store.query_in(connection, vector(5), k=1)
+        in_database = in_database and has_pgvector(connection.dialect)
+    assert (asked is not None) == in_database  # pgvector searches in the database; numpy and others do not
+    if not in_database:
+        return
+    with adapter.transaction():
+        mine = say(adapter, s, "not committed yet", embedding=vector(5))
+        # The store searches on the transaction's own connection, so it sees the uncommitted memory.
+        [hit] = adapter.search_memories(vector(5), k=1, room_id=s.room)
+        assert hit.memory.id == mine.id
 
 
 def test_cached_embeddings(adapter: AdapterView) -> None:

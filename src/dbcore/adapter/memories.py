@@ -414,9 +414,17 @@ def search_memories(
         cx, agent_id=agent_id, room_id=room_id, room_ids=room_ids, entity_id=entity_id, world_id=world_id, kind=kind
     )
     store, asked = cx.store(), min(k * 4, 1000) if unique_only else k
-    hits: list[Match] = cx.wait(
-        lambda: store.query(embedding, k=asked, filter=flt, min_score=min_score, include_metadata=False),
-        lambda: store.aquery(embedding, k=asked, filter=flt, min_score=min_score, include_metadata=False),
+    # A store that searches in this database does so in the call's transaction (no second connection).
+    in_database = store.query_in(
+        cx.session.connection(), embedding, k=asked, filter=flt, min_score=min_score, include_metadata=False
+    )
+    hits: list[Match] = (
+        in_database
+        if in_database is not None
+        else cx.wait(
+            lambda: store.query(embedding, k=asked, filter=flt, min_score=min_score, include_metadata=False),
+            lambda: store.aquery(embedding, k=asked, filter=flt, min_score=min_score, include_metadata=False),
+        )
     )
     ids = [hit.id for hit in hits if isinstance(hit.id, uuid.UUID)]
     statement = _memories(cx).where(Memory.id.in_(ids)) if ids else None

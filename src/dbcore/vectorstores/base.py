@@ -345,6 +345,24 @@ class VectorStore(ABC):
         found = self._query(*asked, include_metadata)
         return self._finish_matches(found, asked[1], asked[3])
 
+    def query_in(
+        self,
+        connection: Any,
+        vector: Any,
+        k: int = 10,
+        filter: FilterLike | None = None,  # noqa: A002
+        min_score: float | None = None,
+        *,
+        include_metadata: bool = True,
+    ) -> list[Match] | None:
+        """:meth:`query` on ``connection`` (a SQLAlchemy ``Connection``), inside the caller's transaction.
+
+        Only a store that searches in that very database can: it then sees the
+        transaction's own writes and takes no second connection. Others return None
+        (the default here): call :meth:`query`.
+        """
+        return None
+
     def delete(self, ids: Iterable[str | uuid.UUID] | None = None, filter: FilterLike | None = None) -> None:  # noqa: A002
         """Delete records by ids, by filter, or both (records matching either are removed).
 

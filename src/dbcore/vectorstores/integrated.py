@@ -45,12 +45,13 @@ import re
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 
 from dbcore.config import Settings
 from dbcore.DB_Memories import Memory, MemoryEmbedding
@@ -61,7 +62,7 @@ from dbcore.memories import MEMORY_METADATA_COLUMNS, memory_metadata, memory_rec
 from dbcore.types import has_pgvector, new_uuid, utcnow
 from dbcore.vector_changes import embedding_version
 from dbcore.vectorstores.base import Match, PreparedRecord, Record, StoreHealth, VectorStore, chunked
-from dbcore.vectorstores.filters import Filter, short_repr
+from dbcore.vectorstores.filters import Filter, FilterLike, short_repr
 from dbcore.vectorstores.pgvector_wire import HNSW_INFO_KEY, QueryVector, prepare_pg_connection
 from dbcore.vectorstores.sql_filters import SqlFilterCompiler
 
@@ -375,6 +376,26 @@ class IntegratedVectorStore(VectorStore):
                 return self._query_pgvector(conn, vector, k, condition, min_score, include_metadata)
         return self._query_numpy(vector, k, condition, min_score, include_metadata)
 
+    def query_in(
+        self,
+        connection: Connection,
+        vector: Any,
+        k: int = 10,
+        filter: FilterLike | None = None,  # noqa: A002
+        min_score: float | None = None,
+        *,
+        include_metadata: bool = True,
+    ) -> list[Match] | None:
+        """The pgvector search on ``connection`` in its open transaction; None on the numpy path or another database."""
+        if not (self._search != "numpy" and _same_database(connection.engine.url, self._engine.url)):
+            return None
+        if connection.dialect.name != "postgresql" or not has_pgvector(connection.dialect):
+            return None
+        vector, k, flt, min_score = self._prepare_query(vector, k, filter, min_score)
+        condition = self._compile(flt) if flt is not None else None
+        found = self._query_pgvector(connection, vector, k, condition, min_score, include_metadata)
+        return self._finish_matches(found, k, min_score)
+
     async def _aquery(
         self,
         vector: np.ndarray,
@@ -446,7 +467,8 @@ class IntegratedVectorStore(VectorStore):
             params["max_distance"] = 1.0 - min_score
         ef_search = self.ef_search_for(k)
         try:
-            with conn.begin():
+            # On the caller's connection (query_in) the search joins its transaction.
+            with nullcontext() if conn.in_transaction() else conn.begin():
                 prepare_pg_connection(conn, ef_search)
                 rows = conn.execute(indexed, params).all()
                 if len(rows) < k:
@@ -672,3 +694,15 @@ def create_store(settings: Settings, **kwargs: Any) -> IntegratedVectorStore:
     """Build the integrated store on the engine of ``settings`` (``kwargs`` go to the store)."""
     kwargs.setdefault("settings", settings)
     return IntegratedVectorStore(get_engine(settings), settings.vector_dims, **kwargs)
+
+
+def _same_database(a: URL, b: URL) -> bool:
+    """Whether two URLs name one database (their drivers may differ: a sync and an async one)."""
+    return (a.get_backend_name(), a.host, a.port, a.database, a.username, dict(a.query)) == (
+        b.get_backend_name(),
+        b.host,
+        b.port,
+        b.database,
+        b.username,
+        dict(b.query),
+    )
