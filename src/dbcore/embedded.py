@@ -122,8 +122,8 @@ def _create_database(server_url: URL, source: str) -> None:
             if connection.execute(exists).scalar():
                 return
             try:
-                # The name is the constant above, never user input.
-                connection.exec_driver_sql(f'CREATE DATABASE "{DATABASE}"')
+                # The name is the constant above, never user input, quoted by the dialect.
+                connection.exec_driver_sql("CREATE DATABASE " + connection.dialect.identifier_preparer.quote(DATABASE))
             except sa.exc.DBAPIError:
                 # Another process sharing the directory may have created it a moment ago.
                 if not connection.execute(exists).scalar():

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import unicodedata
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -369,25 +369,34 @@ def _merge_elsewhere(element: Merge, compiler: SQLCompiler, **kw: Any) -> str:
 
 @compiles(Merge, "mssql")
 def _compile_merge(element: Merge, compiler: SQLCompiler, **kw: Any) -> str:
+    """Every fragment is a SQLAlchemy element compiled here (identifiers quoted, values bound); only keywords join them."""
     table = element.table
-    quote = compiler.preparer.quote
-    names = [quote(table.c[column].name) for column in element.columns]
-    binds = [compiler.process(sa.bindparam(column, type_=table.c[column].type), **kw) for column in element.columns]
-    on = " AND ".join(f"target.{quote(table.c[c].name)} = source.{quote(table.c[c].name)}" for c in element.key)
-    updates = [f"target.{quote(table.c[c].name)} = source.{quote(table.c[c].name)}" for c in element.set_columns]
-    for column, value in element.stamps.items():
-        bound = value if isinstance(value, ClauseElement) else sa.bindparam(None, value, type_=table.c[column].type)
-        updates.append(f"target.{quote(table.c[column].name)} = {compiler.process(bound, **kw)}")
-    lines = [
-        f"MERGE INTO {compiler.preparer.format_table(table)} WITH (HOLDLOCK) AS target",
-        f"USING (VALUES ({', '.join(binds)})) AS source ({', '.join(names)})",
-        f"ON {on}",
+    target = table.alias("target")
+    source = sa.table("source", *(sa.column(table.c[column].name) for column in element.columns))
+
+    def listed(clauses: Iterable[ClauseElement]) -> str:
+        return ", ".join(compiler.process(clause, **kw) for clause in clauses)
+
+    def pairs(columns: Iterable[str]) -> list[ClauseElement]:
+        return [target.c[column] == source.c[table.c[column].name] for column in columns]
+
+    names = ", ".join(compiler.preparer.quote(table.c[column].name) for column in element.columns)
+    stamps = [
+        target.c[column]
+        == (value if isinstance(value, ClauseElement) else sa.bindparam(None, value, type_=table.c[column].type))
+        for column, value in element.stamps.items()
     ]
+    values = listed(sa.bindparam(column, type_=table.c[column].type) for column in element.columns)
+    lines = [
+        " ".join(("MERGE INTO", compiler.preparer.format_table(table), "WITH (HOLDLOCK) AS target")),
+        "".join(("USING (VALUES (", values, ")) AS source (", names, ")")),
+        " ".join(("ON", " AND ".join(compiler.process(clause, **kw) for clause in pairs(element.key)))),
+    ]
+    updates = [*pairs(element.set_columns), *stamps]
     if updates:
-        lines.append(f"WHEN MATCHED THEN UPDATE SET {', '.join(updates)}")
-    sources = ", ".join(f"source.{name}" for name in names)
-    # Identifiers quoted by the dialect's preparer and bound parameters only: no value is in the text.
-    lines.append(f"WHEN NOT MATCHED THEN INSERT ({', '.join(names)}) VALUES ({sources});")  # noqa: S608
+        lines.append(" ".join(("WHEN MATCHED THEN UPDATE SET", listed(updates))))
+    inserted = listed(source.c[table.c[column].name] for column in element.columns)
+    lines.append("".join(("WHEN NOT MATCHED THEN INSERT (", names, ") VALUES (", inserted, ");")))
     return "\n".join(lines)
 
 
