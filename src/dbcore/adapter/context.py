@@ -164,6 +164,12 @@ class Context:
             raise NotFound(f"{table} has no row with id {row_id}" + (" for this agent" if self.scope else ""))
         return found
 
+    def add(self, *rows: Any) -> None:
+        """Insert ``rows`` in a savepoint: a refused row leaves the call's transaction as it was."""
+        with self.session.begin_nested():
+            self.session.add_all(rows)
+            self.session.flush()
+
     def remove(self, model: type[Any], row_id: Any, statement: sa.Select[Any], what: str = "id") -> bool:
         """Delete the row :meth:`find` finds; False when there is none."""
         found = self.find(model, row_id, statement, what)

@@ -46,9 +46,7 @@ def create_entities(cx: Context, entities: Sequence[Mapping[str, Any]]) -> list[
     rows = [_row(cx, item, position) for position, item in enumerate(entities)]
     ids = [row["id"] for row in rows]
     existing = set(cx.session.scalars(sa.select(Entity.id).where(Entity.id.in_(ids)))) if ids else set()
-    with cx.session.begin_nested():
-        cx.session.add_all([Entity(**row) for row in rows if row["id"] not in existing])
-        cx.session.flush()
+    cx.add(*(Entity(**row) for row in rows if row["id"] not in existing))
     return ids
 
 
@@ -138,9 +136,7 @@ def create_component(
         room_id=as_uuid(room_id, "room_id") if room_id is not None else None,
         world_id=as_uuid(world_id, "world_id") if world_id is not None else None,
     )
-    with cx.session.begin_nested():
-        cx.session.add(component)
-        cx.session.flush()
+    cx.add(component)
     return component
 
 

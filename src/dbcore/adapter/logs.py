@@ -33,9 +33,7 @@ def log(
         room_id=as_uuid(room_id, "room_id") if room_id is not None else None,
         entity_id=as_uuid(entity_id, "entity_id") if entity_id is not None else None,
     )
-    with cx.session.begin_nested():
-        cx.session.add(entry)
-        cx.session.flush()
+    cx.add(entry)
     return entry
 
 
