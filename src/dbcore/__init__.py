@@ -71,6 +71,7 @@ if TYPE_CHECKING:
         run_in_transaction,
         run_in_transaction_async,
         session_dependency,
+        session_on,
         system_session,
     )
     from dbcore.types import PK_TYPE, SqlEnum, UTCDateTime, Vector, new_uuid, utcnow
@@ -160,6 +161,7 @@ _HOMES = {
     "get_sessionmaker": "dbcore.session",
     "run_in_transaction": "dbcore.session",
     "session_dependency": "dbcore.session",
+    "session_on": "dbcore.session",
     "system_session": "dbcore.session",
     "get_async_session": "dbcore.session",
     "get_async_sessionmaker": "dbcore.session",
@@ -194,6 +196,7 @@ __all__ = [
     "get_session",
     "get_sessionmaker",
     "session_dependency",
+    "session_on",
     "run_in_transaction",
     "system_session",
     "is_connected",

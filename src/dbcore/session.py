@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import (
     AsyncRetrying,
@@ -54,6 +54,7 @@ __all__ = [
     "async_session_dependency",
     "get_async_sessionmaker",
     "run_in_transaction_async",
+    "session_on",
 ]
 
 log = logging.getLogger("dbcore.session")
@@ -197,6 +198,19 @@ def _prepare(session: Session, settings: Settings, api_key: str | None) -> Sessi
     session.info["dbcore.settings"] = settings
     remember_api_key(session, api_key)
     return session
+
+
+def session_on(connection: Connection, settings: Settings, *, api_key: str | None = None) -> Session:
+    """A dbcore session inside ``connection``'s open transaction, which it never ends.
+
+    Its ``commit()`` and ``rollback()`` end a SAVEPOINT (SQLAlchemy's
+    ``join_transaction_mode="create_savepoint"``), so whoever began the connection's
+    transaction decides its fate: the pytest plugin's ``dbcore_session`` rolls it back
+    after each test. Listeners, the system-table guard and ``api_key`` act as in
+    :func:`get_session`. The caller closes the session.
+    """
+    session = Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    return _prepare(session, settings, api_key)
 
 
 def _open(settings: Settings, api_key: str | None, read_only: bool) -> Session:
