@@ -7,7 +7,10 @@ its neighbours); they differ only in how an operation runs:
   on transient faults (:func:`~dbcore.run_in_transaction`), read-only when the
   operation only reads;
 - inside it, each call joins the open session, and nothing is retried: the caller's
-  block is the unit of work.
+  block is the unit of work;
+- built with ``session=`` (an open sync session, e.g. the pytest plugin's
+  ``dbcore_session``), each call runs in a SAVEPOINT of that session and nothing
+  commits: the session's owner ends the transaction.
 """
 
 from __future__ import annotations
@@ -96,8 +99,15 @@ class _AdapterBase:
         *,
         duplicate_threshold: float = 0.95,
         vector_store: VectorStore | None = None,
+        session: Session | None = None,
     ) -> None:
+        if session is not None and not isinstance(session, Session):
+            raise ConfigurationError(
+                f"session= takes an open sync Session (dbcore.session_on), not {type(session).__name__}"
+            )
         self._settings = _settings_of(target)
+        # Every call runs in a savepoint of this session instead of a unit of work of its own.
+        self._joined = session
         self._options = lifecycle.options(duplicate_threshold)
         self._scope: Any = None
         self._store = _StoreSlot(vector_store)
@@ -141,6 +151,12 @@ class _AdapterBase:
     def _bind(self, op: Operation[Any, Any]) -> Callable[..., Any]:
         raise NotImplementedError
 
+    def _in_savepoint(self, op: Operation[Any, Any], args: Any, kwargs: Any) -> Any:
+        """``op`` in a savepoint of the joined session: a refused call leaves it as it was."""
+        assert self._joined is not None
+        with self._joined.begin_nested():
+            return op.function(self._context(self._joined, False), *args, **kwargs)
+
 
 class _Operations(
     AgentMethods,
@@ -169,6 +185,8 @@ class DatabaseAdapter(_Operations):
             open_session = self._current.get()
             if open_session is not None:
                 return op.function(self._context(open_session, False), *args, **kwargs)
+            if self._joined is not None:
+                return self._in_savepoint(op, args, kwargs)
             return sessions.run_in_transaction(
                 lambda session: op.function(self._context(session, False), *args, **kwargs),
                 self._settings,
@@ -204,9 +222,15 @@ class DatabaseAdapter(_Operations):
         retried: a transient fault reaches the caller, whose block is the unit to repeat.
         """
         open_session: Session | None = self._current.get()
+        if open_session is None:
+            open_session = self._joined
         if open_session is not None:
             with open_session.begin_nested():
-                yield self
+                token = self._current.set(open_session)
+                try:
+                    yield self
+                finally:
+                    self._current.reset(token)
             return
         with sessions.get_session(self._settings) as session:
             token = self._current.set(session)
@@ -226,7 +250,10 @@ class AsyncDatabaseAdapter(_Operations):
     """:class:`DatabaseAdapter` for asyncio: the same operations, awaited (``await adapter.get_agent(id)``).
 
     Each runs through ``AsyncSession.run_sync`` on the async driver, so the SQL is the
-    sync adapter's, statement for statement.
+    sync adapter's, statement for statement. Built with ``session=`` (a sync session),
+    the coroutines run their SQL on that session directly, in savepoints, on its sync
+    driver: what the pytest plugin's ``dbcore_async_adapter`` does so that a test's
+    rollback needs no event loop.
     """
 
     def _bind(self, op: Operation[Any, Any]) -> Callable[..., Any]:
@@ -234,9 +261,13 @@ class AsyncDatabaseAdapter(_Operations):
             def run(session: Session) -> Any:
                 return op.function(self._context(session, True), *args, **kwargs)
 
-            open_session: AsyncSession | None = self._current.get()
+            open_session: AsyncSession | Session | None = self._current.get()
+            if isinstance(open_session, Session):  # the joined sync session, in transaction()
+                return op.function(self._context(open_session, False), *args, **kwargs)
             if open_session is not None:
                 return await open_session.run_sync(run)
+            if self._joined is not None:
+                return self._in_savepoint(op, args, kwargs)
 
             async def work(session: AsyncSession) -> Any:
                 return await session.run_sync(run)
@@ -266,9 +297,18 @@ class AsyncDatabaseAdapter(_Operations):
     async def transaction(self) -> AsyncIterator[Self]:
         """``async with adapter.transaction():``, as :meth:`DatabaseAdapter.transaction`."""
         open_session: AsyncSession | None = self._current.get()
-        if open_session is not None:
+        if isinstance(open_session, AsyncSession):
             async with open_session.begin_nested():
                 yield self
+            return
+        joined = open_session if open_session is not None else self._joined
+        if joined is not None:  # a sync session: see the class docstring
+            with joined.begin_nested():
+                token = self._current.set(joined)
+                try:
+                    yield self
+                finally:
+                    self._current.reset(token)
             return
         async with sessions.get_async_session(self._settings) as session:
             token = self._current.set(session)
