@@ -386,14 +386,26 @@ class IntegratedVectorStore(VectorStore):
         *,
         include_metadata: bool = True,
     ) -> list[Match] | None:
-        """The pgvector search on ``connection`` in its open transaction; None on the numpy path or another database."""
-        if not (self._search != "numpy" and _same_database(connection.engine.url, self._engine.url)):
+        """The search on ``connection`` in its open transaction, or None (another database; see below).
+
+        pgvector searches there; so does the numpy path of a store built with
+        ``cache=False`` (its matrix read on that connection, the transaction's own writes
+        included: what the pytest plugin's rolled-back tests need). A caching numpy store
+        answers None: a matrix read inside an open transaction must not be cached.
+        """
+        if not _same_database(connection.engine.url, self._engine.url):
             return None
-        if connection.dialect.name != "postgresql" or not has_pgvector(connection.dialect):
+        pgvector = (
+            self._search != "numpy" and connection.dialect.name == "postgresql" and has_pgvector(connection.dialect)
+        )
+        if not pgvector and self._cache:
             return None
         vector, k, flt, min_score = self._prepare_query(vector, k, filter, min_score)
         condition = self._compile(flt) if flt is not None else None
-        found = self._query_pgvector(connection, vector, k, condition, min_score, include_metadata)
+        if pgvector:
+            found = self._query_pgvector(connection, vector, k, condition, min_score, include_metadata)
+        else:
+            found = self._numpy_on(connection, _unit(vector), k, condition, min_score, include_metadata)
         return self._finish_matches(found, k, min_score)
 
     async def _aquery(
@@ -578,12 +590,22 @@ class IntegratedVectorStore(VectorStore):
         min_score: float | None,
         include_metadata: bool,
     ) -> list[Match]:
-        query_unit = _unit(vector)
         with self._engine.connect() as conn, conn.begin():
-            matrix = self._matrix(conn)
-            allowed = _allowed_on(conn, condition) if condition is not None else None
-            chosen, scores = _score(matrix, query_unit, allowed, k, min_score)
-            metadata = self._metadata_for(conn, chosen) if include_metadata and chosen else {}
+            return self._numpy_on(conn, _unit(vector), k, condition, min_score, include_metadata)
+
+    def _numpy_on(
+        self,
+        conn: Connection,
+        query_unit: np.ndarray,
+        k: int,
+        condition: sa.ColumnElement[bool] | None,
+        min_score: float | None,
+        include_metadata: bool,
+    ) -> list[Match]:
+        matrix = self._matrix(conn)
+        allowed = _allowed_on(conn, condition) if condition is not None else None
+        chosen, scores = _score(matrix, query_unit, allowed, k, min_score)
+        metadata = self._metadata_for(conn, chosen) if include_metadata and chosen else {}
         return self._matches(chosen, scores, metadata, include_metadata)
 
     async def _aquery_numpy(
