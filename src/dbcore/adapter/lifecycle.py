@@ -55,13 +55,16 @@ def options(duplicate_threshold: float) -> AdapterOptions:
     return AdapterOptions(duplicate_threshold=float(duplicate_threshold))
 
 
-def init(settings: Settings) -> InitReport:
-    """Migrate dbcore and the registered plugins, seed, record the memories' vector space; idempotent."""
-    migrate.upgrade(settings)
-    report = InitReport(revisions=migrate.current_heads(settings))
+def init(settings: Settings, ini: migrate.IniPath = None) -> InitReport:
+    """Migrate dbcore and the registered plugins, seed, record the memories' vector space; idempotent.
+
+    ``ini``: a project's alembic.ini (its own branch beside dbcore's), as ``dbcore init --alembic-ini``.
+    """
+    migrate.upgrade(settings, ini=ini)
+    report = InitReport(revisions=migrate.current_heads(settings, ini))
     with system_session(settings) as session:
         report.seeded_rows = sum(
-            seed(session, registry=registry).inserted for registry in migrate.model_registries(settings)
+            seed(session, registry=registry).inserted for registry in migrate.model_registries(settings, ini)
         )
         report.vector_space = record_vector_space(session, settings)
     return report
