@@ -12,7 +12,7 @@ DIALECTS = ["sqlite", "postgresql", "mariadb", "mssql"]
 @nox.parametrize("dialect", DIALECTS)
 def tests(session: nox.Session, dialect: str) -> None:
     """Run the suite against one dialect (its marker), e.g. ``nox -s "tests(dialect='mariadb')"``."""
-    session.install("-e", ".[all,test]")
+    session.install("-e", ".[all,dev]")
     session.run("pytest", "-m", f"{dialect} or compile_only or not (sqlite or postgresql or mariadb or mssql)", *session.posargs)
 
 
@@ -24,5 +24,5 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[all,test]")
+    session.install("-e", ".[all,dev]")
     session.run("mypy", "src/dbcore")
