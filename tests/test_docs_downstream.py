@@ -77,25 +77,34 @@ def _purelib(python: Path) -> Path:
     return Path(out.stdout.strip())
 
 
-@pytest.fixture(scope="module", params=["regular", "editable"])
-def installed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A virtual environment with dbcore installed from this checkout; returns its ``bin`` folder."""
-    kind = str(request.param)
-    root = tmp_path_factory.mktemp(f"venv-{kind}")
+def install_into(root: Path, *, editable: bool) -> Path:
+    """A virtual environment at ``root`` with dbcore installed from this checkout; returns its ``bin`` folder.
+
+    As ``pip install dbcore`` (or ``pip install -e``) would make it, except that dbcore's
+    dependencies come from the test environment (the machine may have no network).
+    """
     venv.EnvBuilder(with_pip=False, symlinks=True).create(root)
     python = root / "bin" / "python"
     # dbcore's dependencies (and hatchling, to build it) from the test environment: a plain
     # path, so that environment's own dbcore (its .pth files) stays out of sight.
     (_purelib(python) / "_dbcore_test_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    editable = ["-e"] if kind == "editable" else []
     result = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps"]
-        + ["--no-build-isolation", "--ignore-installed", *editable, str(REPO)],
+        + ["--no-build-isolation", "--ignore-installed", *(["-e"] if editable else []), str(REPO)],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    return root / "bin"
+
+
+@pytest.fixture(scope="module", params=["regular", "editable"])
+def installed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A virtual environment with dbcore installed from this checkout; returns its ``bin`` folder."""
+    kind = str(request.param)
+    root = tmp_path_factory.mktemp(f"venv-{kind}")
+    python = install_into(root, editable=kind == "editable") / "python"
     # The console script alembic's own install would make (dbcore depends on alembic).
     launcher = root / "bin" / "alembic"
     launcher.write_text(f"#!{python}\nimport sys\nfrom alembic.config import main\nsys.exit(main())\n")
