@@ -146,6 +146,9 @@ class _Databases:
             except DbcoreError as exc:
                 self._failed[dialect] = f"could not prepare the test database: {type(exc).__name__}: {exc}"
                 _refuse(dialect, self._failed[dialect])
+            except Exception as exc:  # noqa: BLE001 - a driver's error while creating the database
+                self._failed[dialect] = f"could not create the test database: {_one_line(exc)}"
+                _refuse(dialect, self._failed[dialect])
         return self._settings[dialect]
 
     def engine(self, dialect: str) -> Engine:
@@ -211,6 +214,13 @@ class _Databases:
 
         dispose_engines()
         self._stack.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: first line`` of a driver's error (SQLAlchemy's wrapper unwrapped); drivers do not print passwords."""
+    inner = getattr(exc, "orig", None) or exc
+    first = (str(inner).strip().splitlines() or [""])[0]
+    return f"{type(inner).__name__}: {first}"
 
 
 def _refuse(dialect: str, reason: str) -> None:
