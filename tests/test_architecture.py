@@ -23,6 +23,22 @@ ALLOWED_LATE_IMPORTS = {
     "engine.py": {"sqlalchemy.ext.asyncio"},  # the asyncio layer needs greenlet (the asyncio extra)
     "session.py": {"sqlalchemy.ext.asyncio"},  # the asyncio layer needs greenlet (the asyncio extra)
     "vector_push.py": {"dbcore.vectorstores"},  # the store pushed to after COMMIT, built on first use
+    # pytest loads the plugin in every run of an environment with dbcore: dbcore loads when a fixture runs
+    "pytest_plugin.py": {
+        "dbcore.DB_Agents",
+        "dbcore.DB_Entities",
+        "dbcore.DB_Memories",
+        "dbcore.adapter",
+        "dbcore.adapter.lifecycle",
+        "dbcore.config",
+        "dbcore.engine",
+        "dbcore.errors",
+        "dbcore.memories",
+        "dbcore.session",
+        "dbcore.testing",
+        "dbcore.vectorstores",
+        "sqlalchemy.engine",
+    },
 }
 
 

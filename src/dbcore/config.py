@@ -451,6 +451,8 @@ class LiveTestSettings:
 
     urls: Mapping[str, str] = field(default_factory=dict, repr=False)
     required_dialects: frozenset[str] = frozenset()
+    #: ``DBCORE_TEST_URL``: the server the pytest plugin makes its test databases on.
+    test_url: str = field(default="", repr=False)
 
     _URL_VARIABLES = {
         "postgresql": "DBCORE_TEST_POSTGRES_URL",
@@ -470,7 +472,7 @@ class LiveTestSettings:
         urls = {dialect: env[name] for dialect, name in cls._URL_VARIABLES.items() if env.get(name)}
         raw = env.get("DBCORE_REQUIRE_DIALECTS", "")
         required = frozenset(part.strip().lower() for part in raw.split(",") if part.strip())
-        return cls(urls=urls, required_dialects=required)
+        return cls(urls=urls, required_dialects=required, test_url=env.get("DBCORE_TEST_URL", ""))
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,6 @@ Nothing here imports a driver, chromadb or pinecone until a fixture needs it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import replace
@@ -113,9 +112,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def configured_dialect(config: pytest.Config) -> str:
     """The dialect the options choose: ``"url"`` for a URL, else ``--dbcore-dialect``, else ``"sqlite"``."""
-    if config.getoption("dbcore_url") or os.environ.get(URL_VARIABLE):
+    if config.getoption("dbcore_url") or _url_from_env():
         return URL_CHOICE
     return str(config.getoption("dbcore_dialect") or "sqlite")
+
+
+def _url_from_env() -> str:
+    from dbcore.config import LiveTestSettings
+
+    return LiveTestSettings.from_env().test_url
 
 
 class _Databases:
@@ -187,7 +192,7 @@ class _Databases:
         from dbcore.testing import EmbeddedPostgres, TestServers, isolated_database
 
         if dialect == URL_CHOICE:
-            given = make_url(self._config.getoption("dbcore_url") or os.environ[URL_VARIABLE])
+            given = make_url(self._config.getoption("dbcore_url") or _url_from_env())
             server = None if given.get_backend_name() == "sqlite" else given
         elif dialect == "embedded-postgres":
             embedded = EmbeddedPostgres()
