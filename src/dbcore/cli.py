@@ -1,4 +1,4 @@
-"""The ``dbcore`` command: init, migrate, seed, doctor, check-models, vectors sync|verify|reindex.
+"""The ``dbcore`` command: init, migrate, seed, doctor, check-models, schema, vectors sync|verify|reindex.
 
 Exit codes: 0 success, 1 unhealthy or failed (a database never migrated, for seed
 and vectors), 2 configuration or usage error (bad URL, missing driver extra, a
@@ -35,6 +35,7 @@ examples:
   dbcore doctor                    check the connection, pool, vectors and pending migrations
   DATABASE_URL=postgresql+psycopg://app@db/app dbcore migrate
   dbcore vectors verify            compare an external vector store with the database
+  dbcore schema --mermaid          draw the tables and their foreign keys (docs/schema.md)
 
 Run `dbcore COMMAND --help` for what one command does and its options.
 """
@@ -117,6 +118,25 @@ def _add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         "list every problem. Needs no database. Exits 1 if any are found.",
         ["dbcore check-models"],
     )
+    schema = _subcommand(
+        commands,
+        "schema",
+        "print an entity-relationship diagram of the tables (Mermaid)",
+        "Print dbcore's tables, their columns and foreign keys as a Mermaid erDiagram\n"
+        "(docs/schema.md), with the tables of each --models module besides. Needs no database.",
+        [
+            "dbcore schema --mermaid > schema.mmd",
+            "dbcore schema --mermaid --models myapp.models   also your project's tables",
+        ],
+    )
+    output = schema.add_mutually_exclusive_group(required=True)
+    output.add_argument("--mermaid", action="store_true", help="a Mermaid erDiagram (the one format for now)")
+    schema.add_argument(
+        "--models",
+        action="append",
+        metavar="PKG.MODULE",
+        help="a module of your models to import and draw too (repeatable); found from the working directory",
+    )
     for command in (init, migrate, seed, doctor, check_models):
         command.add_argument(
             "--alembic-ini",
@@ -186,10 +206,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _EXIT_CONFIG
 
     try:
-        if args.command == "check-models":
-            return commands.cmd_check_models(None, args)
+        if args.command in ("check-models", "schema"):  # no database: no settings to read
+            return commands.COMMANDS[args.command](None, args)
         settings = Settings.from_env()
         return commands.COMMANDS[args.command](settings, args)
+    except commands.ModelsNotImportable as exc:
+        print(f"dbcore: {exc}", file=sys.stderr)
+        return commands.EXIT_CONFIG
     except commands.MigrationError as exc:
         print(f"dbcore {args.command}: {exc}", file=sys.stderr)
         return commands.EXIT_CONFIG

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import sys
 from collections.abc import Callable
 from typing import TextIO
 
 import sqlalchemy as sa
+from sqlalchemy.orm import registry as Registry
 from sqlalchemy.pool import Pool
 
-from dbcore import migrate, vectorsync
+import dbcore.models  # noqa: F401  (every table on Base.metadata, for the schema diagram)
+from dbcore import diagram, migrate, vectorsync
 from dbcore.adapter.lifecycle import record_vector_space
 from dbcore.base import Base
 from dbcore.checks import check_models
@@ -30,6 +34,7 @@ from dbcore.vectorstores import get_vector_store
 __all__ = [
     "COMMANDS",
     "Unreachable",
+    "ModelsNotImportable",
     "SchemaMissing",
     "MigrationError",
     "EXIT_OK",
@@ -43,6 +48,10 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 class Unreachable(Exception):
     pass
+
+
+class ModelsNotImportable(Exception):
+    """A ``--models`` module that cannot be imported, or holds no models: a usage error (exit 2)."""
 
 
 def _say(text: str = "") -> None:
@@ -251,6 +260,37 @@ def cmd_check_models(settings: Settings | None, args: argparse.Namespace) -> int
     return EXIT_FAILED if problems else EXIT_OK
 
 
+def _models_metadata(name: str) -> list[sa.MetaData]:
+    """Every ``MetaData`` module ``name`` reaches: its own, its declarative classes' and registries'."""
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        # The console script's path starts at its own directory: find `myapp.models` where the command runs.
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(name)
+    except Exception as exc:  # the project's code: any error on import is "cannot import it"
+        raise ModelsNotImportable(f"--models {name}: cannot import it: {type(exc).__name__}: {exc}") from exc
+    found: list[sa.MetaData] = []
+    for value in vars(module).values():
+        if isinstance(value, (type, Registry)):
+            value = getattr(value, "metadata", None)
+        if isinstance(value, sa.MetaData) and not any(value is known for known in found):
+            found.append(value)
+    if not found:
+        raise ModelsNotImportable(
+            f"--models {name}: it defines no declarative class, registry or MetaData; name the module of the models"
+        )
+    return found
+
+
+def cmd_schema(settings: Settings | None, args: argparse.Namespace) -> int:
+    """Print the Mermaid erDiagram of dbcore's tables and each ``--models`` module's (no database)."""
+    everything = [Base.metadata]
+    for name in args.models or ():
+        everything.extend(m for m in _models_metadata(name) if not any(m is known for known in everything))
+    print(diagram.mermaid(*everything), end="", flush=True)
+    return EXIT_OK
+
+
 class ProgressBar:
     """A one-line progress bar on stderr: ``[#######.............]  35%  3500/10000``."""
 
@@ -322,4 +362,5 @@ COMMANDS: dict[str, Callable[..., int]] = {
     "doctor": cmd_doctor,
     "check-models": cmd_check_models,
     "vectors": cmd_vectors,
+    "schema": cmd_schema,
 }
