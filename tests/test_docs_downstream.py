@@ -1,8 +1,8 @@
 """docs/models.md and docs/migrations.md, followed literally by a new downstream project.
 
-The docs' fenced blocks carry what to do: ``python file=myapp/models.py`` (and
-``ini file=...``) blocks are written to that path of a fresh project folder, and
-each line of a ``sh project`` block is run there, in document order. dbcore is
+The docs' fenced blocks carry what to do: ``python title="myapp/models.py"`` (and
+``ini title="..."``) blocks are written to that path of a fresh project folder, and
+each line of a ``sh {.project}`` block is run there, in document order. dbcore is
 installed into a virtual environment of its own, once as a regular install (a
 wheel built from this checkout) and once editable (``pip install -e``), as a user
 would; its dependencies come from the test environment. Every step must exit 0
@@ -29,6 +29,8 @@ import dbcore
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = (REPO / "docs" / "models.md", REPO / "docs" / "migrations.md")
+# A block titled with a path is a file to write: ```python title="myapp/models.py"
+TITLE = re.compile(r'\btitle="(?P<path>[^"]+)"')
 FENCE = re.compile(r"^(?P<indent> *)```(?P<lang>\w*)(?P<info>[^\n]*)\n(?P<body>.*?)^(?P=indent)```", re.M | re.S)
 
 
@@ -47,11 +49,10 @@ def doc_steps() -> list[Step]:
     for doc in DOCS:
         for block in FENCE.finditer(doc.read_text(encoding="utf-8")):
             body = textwrap.dedent(block["body"])
-            words = block["info"].split()
-            target = next((word[len("file=") :] for word in words if word.startswith("file=")), None)
-            if target is not None:
-                steps.append(Step(doc.name, path=target, text=body))
-            elif block["lang"] == "sh" and "project" in words:
+            title = TITLE.search(block["info"])
+            if title is not None:
+                steps.append(Step(doc.name, path=title["path"], text=body))
+            elif block["lang"] == "sh" and ".project" in block["info"]:
                 for line in body.splitlines():
                     if line.strip() and not line.lstrip().startswith("#"):
                         steps.append(Step(doc.name, command=tuple(shlex.split(line))))
