@@ -151,6 +151,15 @@ class _AdapterBase:
     def _bind(self, op: Operation[Any, Any]) -> Callable[..., Any]:
         raise NotImplementedError
 
+    @contextmanager
+    def _as_current(self, session: Session | AsyncSession) -> Iterator[None]:
+        """Make ``session`` the open transaction() of this adapter (and its views) in this task."""
+        token = self._current.set(session)
+        try:
+            yield
+        finally:
+            self._current.reset(token)
+
     def _in_savepoint(self, op: Operation[Any, Any], args: Any, kwargs: Any) -> Any:
         """``op`` in a savepoint of the joined session: a refused call leaves it as it was."""
         assert self._joined is not None
@@ -225,19 +234,11 @@ class DatabaseAdapter(_Operations):
         if open_session is None:
             open_session = self._joined
         if open_session is not None:
-            with open_session.begin_nested():
-                token = self._current.set(open_session)
-                try:
-                    yield self
-                finally:
-                    self._current.reset(token)
-            return
-        with sessions.get_session(self._settings) as session:
-            token = self._current.set(session)
-            try:
+            with open_session.begin_nested(), self._as_current(open_session):
                 yield self
-            finally:
-                self._current.reset(token)
+            return
+        with sessions.get_session(self._settings) as session, self._as_current(session):
+            yield self
 
     def __enter__(self) -> Self:
         return self
@@ -303,19 +304,12 @@ class AsyncDatabaseAdapter(_Operations):
             return
         joined = open_session if open_session is not None else self._joined
         if joined is not None:  # a sync session: see the class docstring
-            with joined.begin_nested():
-                token = self._current.set(joined)
-                try:
-                    yield self
-                finally:
-                    self._current.reset(token)
+            with joined.begin_nested(), self._as_current(joined):
+                yield self
             return
         async with sessions.get_async_session(self._settings) as session:
-            token = self._current.set(session)
-            try:
+            with self._as_current(session):
                 yield self
-            finally:
-                self._current.reset(token)
 
     async def __aenter__(self) -> Self:
         return self
