@@ -163,7 +163,7 @@ def attach(engine: Engine, settings: Settings) -> None:
 
 
 def track_embedding_writes(engine: Engine) -> None:
-    """Bump the embedding version after every write to ``memory_embeddings`` through ``engine``."""
+    """Bump the embedding version after every write that moves the search's rows (``moves_search_rows``)."""
     if engine not in _counting:
         event.listen(engine, "before_execute", _lock_embedding_version)
         event.listen(engine, "after_execute", _count_embedding_write)
@@ -173,7 +173,7 @@ def track_embedding_writes(engine: Engine) -> None:
 def _lock_embedding_version(conn: Connection, clauseelement: Any, multiparams: Any, params: Any, options: Any) -> None:
     # Taking the counter's row lock before the write, as the bump used to, keeps concurrent
     # writers queued on one row instead of deadlocking on embedding rows they both touch.
-    if vector_changes.target_table(clauseelement) == vector_changes.EMBEDDINGS_TABLE:
+    if vector_changes.moves_search_rows(clauseelement):
         vector_changes.lock_embedding_version(conn)
 
 
@@ -181,7 +181,7 @@ def _count_embedding_write(
     conn: Connection, clauseelement: Any, multiparams: Any, params: Any, options: Any, result: Any
 ) -> None:
     # after_execute: only a statement that ran counts; one refused while binding (a bad vector) does not.
-    if vector_changes.target_table(clauseelement) == vector_changes.EMBEDDINGS_TABLE:
+    if vector_changes.moves_search_rows(clauseelement):
         vector_changes.bump_embedding_version(conn)
 
 

@@ -37,7 +37,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.dml import Insert, UpdateBase
 
 from dbcore.config import Settings
 from dbcore.DB_Memories import EmbeddingVersion, Memory, MemoryEmbedding, MemoryKind, VectorOutbox
@@ -62,11 +62,13 @@ __all__ = [
     "forget_markers",
     "flush_markers",
     "target_table",
+    "moves_search_rows",
     "memory_id_column",
     "matching_ids",
 ]
 
 EMBEDDINGS_TABLE = "memory_embeddings"
+MEMORIES_TABLE = "memories"
 T = TypeVar("T")
 _VERSIONS: sa.Table = EmbeddingVersion.__table__  # type: ignore[assignment]
 _OUTBOX: sa.Table = VectorOutbox.__table__  # type: ignore[assignment]
@@ -120,6 +122,19 @@ def embedding_version(connection: Connection, name: str = EMBEDDINGS_TABLE) -> i
     """The counter of ``name`` as this transaction sees it (0 before the first write)."""
     value = connection.execute(sa.select(_VERSIONS.c.version).where(_VERSIONS.c.name == name)).scalar()
     return int(value or 0)
+
+
+def moves_search_rows(statement: Any) -> bool:
+    """Whether ``statement`` changes what the integrated store's cached matrix holds.
+
+    Any write to ``memory_embeddings``, and an UPDATE or DELETE of ``memories``: the
+    matrix keeps each row's agent, room, entity, world and kind for filtered search.
+    An INSERT into ``memories`` is not: a new memory enters the matrix with its embedding.
+    """
+    table = target_table(statement)
+    if table == EMBEDDINGS_TABLE:
+        return True
+    return table == MEMORIES_TABLE and not isinstance(statement, Insert)
 
 
 def target_table(statement: Any) -> str | None:
