@@ -41,10 +41,11 @@ strings only, a bool condition JSON booleans only (the reference semantics of
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,7 @@ from dbcore.types import has_pgvector, new_uuid, utcnow
 from dbcore.vector_changes import embedding_version
 from dbcore.vectorstores.base import Match, PreparedRecord, Record, StoreHealth, VectorStore, chunked
 from dbcore.vectorstores.filters import Filter, FilterLike, short_repr
+from dbcore.vectorstores.matrix_filters import COLUMN_NAMES, FilterColumns
 from dbcore.vectorstores.pgvector_wire import HNSW_INFO_KEY, QueryVector, prepare_pg_connection
 from dbcore.vectorstores.sql_filters import SqlFilterCompiler
 
@@ -78,6 +80,8 @@ _IN_CHUNK = 500
 _LOAD_BATCH = 10_000
 _LOAD_SQL = "SELECT memory_id, embedding FROM memory_embeddings"
 _EF_SEARCH_MAX = 1000
+#: One batch of the matrix load: raw ids and the driver's vector values.
+_Batch = tuple[list[Any], Any]
 # Async drivers whose raw ids (what the matrix cache holds) have the sync driver's form.
 _RAW_ID_FORM = {"aiosqlite": "pysqlite", "psycopg_async": "psycopg", "asyncmy": "pymysql", "aioodbc": "pyodbc"}
 #: dbcore's default hnsw.ef_search: pgvector's 40 gave recall@10 0.90 and 100 gave 0.945-0.99 in benchmarks/
@@ -113,11 +117,18 @@ class _Matrix:
     raw_ids: list[Any]
     vectors: np.ndarray  # unit-normalised float32 rows
     index: dict[Any, int] | None = None
+    # Each row's agent, room, entity, world and kind, read on the first filtered query (matrix_filters).
+    columns: FilterColumns | None = None
 
-    def positions(self, raw_ids: Iterable[Any]) -> np.ndarray:
+    def position_of(self) -> dict[Any, int]:
+        """Row position by raw id (made on first use)."""
         if self.index is None:
             self.index = {raw: i for i, raw in enumerate(self.raw_ids)}
-        found = [p for p in map(self.index.get, raw_ids) if p is not None]
+        return self.index
+
+    def positions(self, raw_ids: Iterable[Any]) -> np.ndarray:
+        index = self.position_of()
+        found = [p for p in map(index.get, raw_ids) if p is not None]
         return np.fromiter(found, dtype=np.int64, count=len(found))
 
 
@@ -370,11 +381,11 @@ class IntegratedVectorStore(VectorStore):
         min_score: float | None,
         include_metadata: bool,
     ) -> Iterable[Match]:
-        condition = self._compile(filter) if filter is not None else None
         if self.search_path == "pgvector":
+            condition = self._compile(filter) if filter is not None else None
             with self._engine.connect() as conn:
                 return self._query_pgvector(conn, vector, k, condition, min_score, include_metadata)
-        return self._query_numpy(vector, k, condition, min_score, include_metadata)
+        return self._query_numpy(vector, k, filter, min_score, include_metadata)
 
     def query_in(
         self,
@@ -401,11 +412,11 @@ class IntegratedVectorStore(VectorStore):
         if not pgvector and self._cache:
             return None
         vector, k, flt, min_score = self._prepare_query(vector, k, filter, min_score)
-        condition = self._compile(flt) if flt is not None else None
         if pgvector:
+            condition = self._compile(flt) if flt is not None else None
             found = self._query_pgvector(connection, vector, k, condition, min_score, include_metadata)
         else:
-            found = self._numpy_on(connection, _unit(vector), k, condition, min_score, include_metadata)
+            found = self._numpy_on(connection, _unit(vector), k, flt, min_score, include_metadata)
         return self._finish_matches(found, k, min_score)
 
     async def _aquery(
@@ -416,12 +427,12 @@ class IntegratedVectorStore(VectorStore):
         min_score: float | None,
         include_metadata: bool,
     ) -> Iterable[Match]:
-        condition = self._compile(filter) if filter is not None else None
         path = await self._asearch_path()
         async with self.async_engine().connect() as conn:
             if path == "pgvector":
+                condition = self._compile(filter) if filter is not None else None
                 return await conn.run_sync(self._query_pgvector, vector, k, condition, min_score, include_metadata)
-            return await self._aquery_numpy(conn, vector, k, condition, min_score, include_metadata)
+            return await self._aquery_numpy(conn, vector, k, filter, min_score, include_metadata)
 
     # --- pgvector ----------------------------------------------------------------------
 
@@ -522,17 +533,17 @@ class IntegratedVectorStore(VectorStore):
                 _cache[key] = matrix
         return matrix
 
-    def _raw_batches(self, conn: Connection) -> Iterator[tuple[list[Any], Any]]:
+    def _raw_batches(self, conn: Connection) -> Iterator[_Batch]:
         """(raw ids, the driver's values) per batch: float32 bytes, or pgvector's arrays."""
         if conn.dialect.name == "postgresql" and has_pgvector(conn.dialect):
             return self._batches_pgvector(conn)
         return self._batches_bytes(conn)
 
-    def _fetch_matrix_rows(self, conn: Connection) -> tuple[int, int, list[tuple[list[Any], Any]]]:
+    def _fetch_matrix_rows(self, conn: Connection) -> tuple[int, int, list[_Batch]]:
         """For async code: the version, the row count and every raw batch, read in one go."""
         return embedding_version(conn), _count_on(conn), list(self._raw_batches(conn))
 
-    def _assemble(self, version: int, expected: int, batches: Iterable[tuple[list[Any], Any]]) -> _Matrix:
+    def _assemble(self, version: int, expected: int, batches: Iterable[_Batch]) -> _Matrix:
         """The unit-normalised float32 matrix of the batches (CPU only; async code runs it on a thread)."""
         vectors = np.empty((max(expected, 1), self.dims), dtype=np.float32)
         raw_ids: list[Any] = []
@@ -564,7 +575,7 @@ class IntegratedVectorStore(VectorStore):
             )
         return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), self.dims)
 
-    def _batches_bytes(self, conn: Connection) -> Iterator[tuple[list[Any], _Blobs]]:
+    def _batches_bytes(self, conn: Connection) -> Iterator[_Batch]:
         """(raw ids, float32 blobs) per batch, straight from the driver's cursor: no per-row processing."""
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
@@ -575,36 +586,53 @@ class IntegratedVectorStore(VectorStore):
         finally:
             cursor.close()
 
-    def _batches_pgvector(self, conn: Connection) -> Iterator[tuple[list[Any], list[np.ndarray]]]:
+    def _batches_pgvector(self, conn: Connection) -> Iterator[_Batch]:
         result = conn.execution_options(stream_results=True, yield_per=_LOAD_BATCH).execute(
             sa.select(_raw(_ME.c.memory_id), _ME.c.embedding)
         )
         for rows in result.partitions(_LOAD_BATCH):
             yield [row[0] for row in rows], [row[1] for row in rows]
 
+    def _filter_columns(self, conn: Connection, matrix: _Matrix) -> FilterColumns:
+        """The matrix rows' filter columns, read from ``memories`` on first use and kept with the matrix.
+
+        Kept only when the version is still the matrix's after the read (on READ COMMITTED
+        a write may commit between two statements); otherwise used for this query alone.
+        """
+        if matrix.columns is not None:
+            return matrix.columns
+        statement = sa.select(_raw(_MEM.c.id), *(_raw(_MEM.c[name]) for name in COLUMN_NAMES))
+        result = conn.execution_options(stream_results=True, yield_per=_LOAD_BATCH).execute(statement)
+        columns = FilterColumns.load(
+            matrix.position_of(), len(matrix.raw_ids), result.partitions(_LOAD_BATCH), self._to_uuid
+        )
+        if embedding_version(conn) == matrix.version:
+            matrix.columns = columns
+        return columns
+
     def _query_numpy(
         self,
         vector: np.ndarray,
         k: int,
-        condition: sa.ColumnElement[bool] | None,
+        flt: Filter | None,
         min_score: float | None,
         include_metadata: bool,
     ) -> list[Match]:
         with self._engine.connect() as conn, conn.begin():
-            return self._numpy_on(conn, _unit(vector), k, condition, min_score, include_metadata)
+            return self._numpy_on(conn, _unit(vector), k, flt, min_score, include_metadata)
 
     def _numpy_on(
         self,
         conn: Connection,
         query_unit: np.ndarray,
         k: int,
-        condition: sa.ColumnElement[bool] | None,
+        flt: Filter | None,
         min_score: float | None,
         include_metadata: bool,
     ) -> list[Match]:
         matrix = self._matrix(conn)
-        allowed = _allowed_on(conn, condition) if condition is not None else None
-        chosen, scores = _score(matrix, query_unit, allowed, k, min_score)
+        rows = self._filtered_rows(conn, matrix, flt)
+        chosen, scores = _score(matrix, query_unit, rows, k, min_score)
         metadata = self._metadata_for(conn, chosen) if include_metadata and chosen else {}
         return self._matches(chosen, scores, metadata, include_metadata)
 
@@ -613,7 +641,7 @@ class IntegratedVectorStore(VectorStore):
         conn: AsyncConnection,
         vector: np.ndarray,
         k: int,
-        condition: sa.ColumnElement[bool] | None,
+        flt: Filter | None,
         min_score: float | None,
         include_metadata: bool,
     ) -> list[Match]:
@@ -626,15 +654,33 @@ class IntegratedVectorStore(VectorStore):
             if matrix is None:
                 version, expected, batches = await conn.run_sync(self._fetch_matrix_rows)
                 matrix = self._remember(key, await asyncio.to_thread(self._assemble, version, expected, batches))
-            allowed = await conn.run_sync(_allowed_on, condition) if condition is not None else None
-            chosen, scores = await asyncio.to_thread(_score, matrix, query_unit, allowed, k, min_score)
+            rows = await conn.run_sync(self._filtered_rows, matrix, flt)
+            chosen, scores = await asyncio.to_thread(_score, matrix, query_unit, rows, k, min_score)
             metadata = await conn.run_sync(self._metadata_for, chosen) if include_metadata and chosen else {}
         return self._matches(chosen, scores, metadata, include_metadata)
+
+    def _filtered_rows(self, conn: Connection, matrix: _Matrix, flt: Filter | None) -> np.ndarray | None:
+        """The matrix positions ``flt`` selects (None: every row).
+
+        Equality filters on the memory's agent, room, entity, world and kind are answered
+        from the columns kept with the matrix (:mod:`dbcore.vectorstores.matrix_filters`);
+        any other filter selects its memory ids in SQL.
+        """
+        if flt is None:
+            return None
+        if FilterColumns.answers(flt):
+            return np.flatnonzero(self._filter_columns(conn, matrix).mask(flt))
+        return matrix.positions(_allowed_on(conn, self._compile(flt)))
+
+    @functools.cached_property
+    def _to_uuid(self) -> Callable[[Any], Any] | None:
+        """The driver's raw id to a UUID (None when the driver returns UUIDs)."""
+        return _ME.c.memory_id.type._cached_result_processor(self._engine.dialect, None)  # type: ignore[attr-defined,no-any-return]
 
     def _matches(
         self, chosen: list[Any], scores: list[float], metadata: dict[Any, dict[str, Any]], include_metadata: bool
     ) -> list[Match]:
-        to_uuid = _ME.c.memory_id.type._cached_result_processor(self._engine.dialect, None)  # type: ignore[attr-defined]
+        to_uuid = self._to_uuid
         matches = []
         for raw_id, score in zip(chosen, scores, strict=True):
             memory_id = _as_uuid(to_uuid(raw_id) if to_uuid else raw_id)
@@ -662,12 +708,10 @@ def _unit(vector: np.ndarray) -> np.ndarray:
 
 
 def _score(
-    matrix: _Matrix, query_unit: np.ndarray, allowed: Sequence[Any] | None, k: int, min_score: float | None
+    matrix: _Matrix, query_unit: np.ndarray, rows: np.ndarray | None, k: int, min_score: float | None
 ) -> tuple[list[Any], list[float]]:
-    """The raw ids of the best ``k`` rows (of ``allowed`` ones, if given) and their scores; CPU only."""
-    if allowed is not None:
-        # Filters read memories only; ids without an embedding are not in the matrix and drop out.
-        rows: np.ndarray | None = matrix.positions(allowed)
+    """The raw ids of the best ``k`` rows (of the matrix positions ``rows``, if given) and their scores; CPU only."""
+    if rows is not None:
         scores = matrix.vectors[rows] @ query_unit
     else:
         rows = None
