@@ -407,7 +407,7 @@ def bench_sqlite(
         (tmp / f"raw.sqlite3{suffix}").unlink(missing_ok=True)
     engine, parents = dbc
     url = engine.url.render_as_string(hide_password=False)
-    index_of = {str(mid): i for i, mid in enumerate(ids)}
+    index_of: dict[Any, int] = {key: i for i, mid in enumerate(ids) for key in (mid, str(mid))}  # Match.id is a UUID
     store = IntegratedVectorStore(engine)
     assert store.search_path == "numpy", store.search_path
     matrix_bytes = data.n * data.dims * 4
