@@ -79,6 +79,12 @@ _KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
 _IN_CHUNK = 500
 _LOAD_BATCH = 10_000
 _LOAD_SQL = "SELECT memory_id, embedding FROM memory_embeddings"
+# The counter every numpy query reads first: a constant statement on the driver's cursor (the
+# same value as vector_changes.embedding_version, without a compiled statement's per-call cost).
+_VERSION_SQL = "SELECT version FROM embedding_versions WHERE name = 'memory_embeddings'"
+#: Above this share of the rows a filter keeps, scoring every row and picking is cheaper than
+#: gathering the kept rows first (a gathered row costs about twice a scored one here).
+_GATHER_SHARE = 0.3
 _EF_SEARCH_MAX = 1000
 #: One batch of the matrix load: raw ids and the driver's vector values.
 _Batch = tuple[list[Any], Any]
@@ -510,7 +516,7 @@ class IntegratedVectorStore(VectorStore):
     # --- numpy -------------------------------------------------------------------------
 
     def _matrix(self, conn: Connection) -> _Matrix:
-        version = embedding_version(conn)
+        version = _version_on(conn)
         key = self._matrix_key(conn.dialect)
         matrix = self._cached(key, version)
         if matrix is None:
@@ -711,7 +717,9 @@ def _score(
     matrix: _Matrix, query_unit: np.ndarray, rows: np.ndarray | None, k: int, min_score: float | None
 ) -> tuple[list[Any], list[float]]:
     """The raw ids of the best ``k`` rows (of the matrix positions ``rows``, if given) and their scores; CPU only."""
-    if rows is not None:
+    if rows is not None and rows.size > _GATHER_SHARE * len(matrix.raw_ids):
+        scores = (matrix.vectors @ query_unit)[rows]
+    elif rows is not None:
         scores = matrix.vectors[rows] @ query_unit
     else:
         rows = None
@@ -719,6 +727,17 @@ def _score(
     picked = _top(scores, k, min_score)
     positions = picked if rows is None else rows[picked]
     return [matrix.raw_ids[p] for p in positions], scores[picked].tolist()
+
+
+def _version_on(conn: Connection) -> int:
+    """The embedding version in ``conn``'s transaction, read on the driver's cursor."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(_VERSION_SQL)  # a constant statement, no user values
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    return int(row[0]) if row else 0
 
 
 def _allowed_on(conn: Connection, condition: sa.ColumnElement[bool]) -> list[Any]:
@@ -747,12 +766,16 @@ def _count_on(conn: Connection) -> int:
 
 def _top(scores: np.ndarray, k: int, min_score: float | None) -> np.ndarray:
     """Indices of the best ``k`` scores, keeping every tie of the k-th (the caller sorts and cuts)."""
-    candidates = np.arange(scores.shape[0])
-    if min_score is not None:
-        candidates = np.flatnonzero(scores >= min_score)
+    if min_score is None:
+        if scores.size <= k:
+            return np.arange(scores.size)
+        kth = np.partition(scores, scores.size - k)[scores.size - k]
+        return np.flatnonzero(scores >= kth)
+    candidates = np.flatnonzero(scores >= min_score)
     if candidates.size > k:
-        kth = np.partition(scores[candidates], candidates.size - k)[candidates.size - k]
-        candidates = candidates[scores[candidates] >= kth]
+        kept = scores[candidates]
+        kth = np.partition(kept, kept.size - k)[kept.size - k]
+        candidates = candidates[kept >= kth]
     return candidates
 
 
