@@ -21,6 +21,9 @@ query, so neither is favoured by drift, caches or frequency scaling:
 3. ``ChromaVectorStore`` against ``collection.query`` on the same collection.
 4. Bulk insert through ``add_memories`` against a raw SQLAlchemy Core executemany into
    the same two tables of a fresh database, on SQLite and on PostgreSQL.
+5. Small stores (10,000 and 20,000 memories on SQLite, section ``small``), where most
+   agents live: warm queries unfiltered and with a room, an entity and an agent
+   filter, each against exact numpy over the same rows of an in-memory matrix.
 
 Recall@10 is measured against an exact float64 search over the same vectors.
 Progress goes to stderr; the table to stdout, and the last stdout line is one JSON
@@ -64,7 +67,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=42, help="data seed (default 42)")
     p.add_argument("--rounds", type=int, default=1, help="timed passes over the queries; medians over all (default 1)")
     p.add_argument("--chunk", type=int, default=10_000, help="rows per add_memories call / raw transaction")
-    p.add_argument("--skip", default="", help="comma list of sections to skip: sqlite,postgresql,chroma")
+    p.add_argument("--skip", default="", help="comma list of sections to skip: sqlite,small,postgresql,chroma")
     p.add_argument("--_rss-probe", dest="rss_probe", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.n is None:
@@ -108,7 +111,12 @@ TARGETS = {
     "pg_recall_min": 0.95,
     "chroma_ratio_max": 1.3,
     "insert_ratio_min": 0.7,
+    # Small stores and structured filters on SQLite: within 1.5x of the numpy floor, or 0.5 ms above it.
+    "small_ratio_max": 1.5,
+    "small_ms_above_floor_max": 0.5,
 }
+SMALL_SIZES = (10_000, 20_000)
+SMALL_ENTITIES = 4  # of 2 agents, entity i % 4 of agent (i % 4) % 2
 
 T0 = time.perf_counter()
 PROC = psutil.Process()
@@ -593,6 +601,97 @@ def bench_sqlite(
 # 2. PostgreSQL + pgvector (integrated, pgvector path)
 
 
+def bench_small(tmp: Path, k: int) -> dict[str, Any]:
+    """Warm SQLite queries on small stores, unfiltered and filtered, against numpy over the same rows."""
+    from dbcore.DB_Entities import Entity, Room, RoomKind
+
+    out: dict[str, Any] = {"sizes": {}, "checks": {}}
+    for n in SMALL_SIZES:
+        log(f"small: {n:,} memories")
+        data = Data(n, ARGS.dims, ARGS.queries, ARGS.seed + n)
+        settings = dbcore.Settings(database_url=f"sqlite:///{tmp / f'small-{n}.sqlite3'}")
+        migrate.upgrade(settings, "head")
+        engine = dbcore.create_engine(settings)
+        with Session(engine) as ses:
+            agents = [dbcore.Agent(name=f"small-{a}") for a in range(2)]
+            ses.add_all(agents)
+            ses.flush()
+            entities = [Entity(agent_id=agents[e % 2].id) for e in range(SMALL_ENTITIES)]
+            rooms = [Room(kind=RoomKind.GROUP) for _ in range(N_ROOMS)]
+            ses.add_all([*entities, *rooms])
+            ses.flush()
+            items = [
+                {
+                    "agent_id": entities[i % SMALL_ENTITIES].agent_id,
+                    "entity_id": entities[i % SMALL_ENTITIES].id,
+                    "room_id": rooms[i % N_ROOMS].id,
+                    "kind": "message",
+                }
+                for i in range(n)
+            ]
+            ids = add_memories(ses, items, data.vectors)
+            ses.commit()
+            agent_of = {e.id: e.agent_id for e in entities}
+            entity_ids, room_ids = [e.id for e in entities], [r.id for r in rooms]
+        index_of = {mid: i for i, mid in enumerate(ids)}
+        store = IntegratedVectorStore(engine)
+        matrix = data.vectors.copy()
+        position = np.arange(n)
+        cases: dict[str, tuple[Any, np.ndarray | None]] = {
+            "unfiltered": (None, None),
+            "room": (F("room_id") == str(room_ids[FILTER_ROOM]), np.flatnonzero(position % N_ROOMS == FILTER_ROOM)),
+            "entity": (F("entity_id") == str(entity_ids[1]), np.flatnonzero(position % SMALL_ENTITIES == 1)),
+            "agent": (
+                F("agent_id") == str(agent_of[entity_ids[0]]),
+                np.flatnonzero((position % SMALL_ENTITIES) % 2 == 0),
+            ),
+        }
+        sized: dict[str, Any] = {}
+        for case, (flt, rows) in cases.items():
+
+            def numpy_exact(q: np.ndarray, rows: np.ndarray | None = rows, matrix: np.ndarray = matrix) -> np.ndarray:
+                qn = (q / np.linalg.norm(q)).astype(np.float32)
+                scores = (matrix if rows is None else matrix[rows]) @ qn
+                top = np.argpartition(scores, -k)[-k:]
+                best = top[np.argsort(-scores[top])]
+                return best if rows is None else rows[best]
+
+            def integrated(q: np.ndarray, flt: Any = flt, store: IntegratedVectorStore = store) -> list[Any]:
+                return store.query(q, k=k, filter=flt, include_metadata=False)
+
+            def by_id(matches: list[Any], index_of: dict[Any, int] = index_of) -> list[int]:
+                return [index_of[m.id] for m in matches]
+
+            times, found = side_by_side(
+                {"numpy_exact": numpy_exact, "integrated": integrated},
+                {"numpy_exact": lambda x: [int(i) for i in x], "integrated": by_id},
+                data,
+            )
+            exact = data.exact_top(k, rows)
+            floor, ours = stats(times["numpy_exact"]), stats(times["integrated"])
+            ratio = ours["median_ms"] / floor["median_ms"]  # type: ignore[operator]
+            above = ours["median_ms"] - floor["median_ms"]  # type: ignore[operator]
+            ok = (ratio <= TARGETS["small_ratio_max"] or above <= TARGETS["small_ms_above_floor_max"]) and recall(
+                found["integrated"], exact, k
+            ) == 1.0
+            sized[case] = {
+                "rows": n if rows is None else int(rows.size),
+                "numpy_exact": {**floor, "recall": r(recall(found["numpy_exact"], exact, k), 4)},
+                "integrated": {**ours, "recall": r(recall(found["integrated"], exact, k), 4)},
+                "ratio": r(ratio),
+                "ms_above_floor": r(above),
+            }
+            out["checks"][f"{n}.{case}"] = {
+                "value": r(ratio),
+                "target": f"<= {TARGETS['small_ratio_max']}x or <= {TARGETS['small_ms_above_floor_max']} ms above "
+                f"(+{above:.3f} ms), recall 1.0",
+                "pass": ok,
+            }
+        out["sizes"][str(n)] = sized
+        engine.dispose()
+    return out
+
+
 def vector_text(q: np.ndarray) -> str:
     return "[" + ",".join(map(str, q.tolist())) + "]"
 
@@ -1057,6 +1156,16 @@ def table(results: dict[str, Any]) -> str:
         row("raw chromadb, room filter (baseline)", None, f["raw_chromadb"])
         row("dbcore ChromaVectorStore, room filter", None, f["dbcore_chroma"])
 
+    if results.get("small"):
+        lines += ["", "Small stores on SQLite, warm (median ms; floor = numpy exact over the same rows in memory):"]
+        lines.append(f"{'memories':>9} {'filter':<11} {'rows':>7} {'floor':>8} {'dbcore':>8} {'ratio':>7} {'+ms':>7}")
+        for size, cases in results["small"]["sizes"].items():
+            for case, d in cases.items():
+                lines.append(
+                    f"{int(size):>9,} {case:<11} {d['rows']:>7,} {fmt(d['numpy_exact']['median_ms'], 3):>8} "
+                    f"{fmt(d['integrated']['median_ms'], 3):>8} {fmt(d['ratio'], 2):>7} {fmt(d['ms_above_floor'], 3):>7}"
+                )
+
     lines += ["", "Bulk insert (memories + memory_embeddings, fresh databases, chunks alternating):"]
     lines.append(f"{'database':<12} {'add_memories rows/s':>20} {'raw Core rows/s':>16} {'ratio':>7}")
     for key, label in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
@@ -1135,6 +1244,8 @@ def main() -> int:
             ids = [str(i) for i in s.pop("_ids")]
             room_ids = s.pop("_room_ids")
             results["sqlite"] = s
+        if "small" not in skip:
+            results["small"] = bench_small(tmp, args.k)
         if "postgresql" not in skip:
             results["postgresql"] = bench_postgresql(data, args.k, args.chunk, exact, exact_room)
         if "chroma" not in skip:
@@ -1147,7 +1258,7 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     checks: dict[str, Any] = {}
-    for key in ("sqlite", "postgresql", "chroma"):
+    for key in ("sqlite", "small", "postgresql", "chroma"):
         for name, check in results.get(key, {}).get("checks", {}).items():
             checks[f"{key}.{name}"] = check
     results["checks"] = checks
