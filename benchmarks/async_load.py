@@ -227,7 +227,8 @@ def run_raw_async(settings: dbcore.Settings, parents: dict[str, Any], vectors: n
             now = datetime.now(timezone.utc)
             async with engine.begin() as conn:
                 await conn.execute(
-                    MEMORIES.insert(), {"id": memory_id, "content": {"i": i}, "created_at": now, "updated_at": now, **memory_row}
+                    MEMORIES.insert(),
+                    {"id": memory_id, "content": {"i": i}, "created_at": now, "updated_at": now, **memory_row},
                 )
                 await conn.execute(
                     EMBEDDINGS.insert(),
