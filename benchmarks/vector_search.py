@@ -816,7 +816,7 @@ def _pg_queries(
         return [index_of[row[0]] for row in result]
 
     def by_id(matches: list[Any]) -> list[int]:
-        return [index_of_str[m.id] for m in matches]
+        return [index_of_str[str(m.id)] for m in matches]
 
     log("postgresql: unfiltered queries, side by side")
     times, rows = side_by_side(
@@ -999,7 +999,7 @@ def bench_chroma(
         {"raw_chromadb": raw_chroma, "dbcore_chroma": dbcore_chroma},
         {
             "raw_chromadb": lambda res: [index_of[i] for i in res["ids"][0]],
-            "dbcore_chroma": lambda ms: [index_of[m.id] for m in ms],
+            "dbcore_chroma": lambda ms: [index_of[str(m.id)] for m in ms],
         },
         data,
     )
@@ -1020,7 +1020,7 @@ def bench_chroma(
         {"raw_chromadb": raw_room, "dbcore_chroma": dbcore_room},
         {
             "raw_chromadb": lambda res: [index_of[i] for i in res["ids"][0]],
-            "dbcore_chroma": lambda ms: [index_of[m.id] for m in ms],
+            "dbcore_chroma": lambda ms: [index_of[str(m.id)] for m in ms],
         },
         data,
     )
