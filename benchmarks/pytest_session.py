@@ -58,34 +58,31 @@ def body(session: Session) -> None:
     session.scalar(sa.select(sa.func.count()).select_from(dbcore.Agent))
 
 
-def dbcore_runner(settings: dbcore.Settings) -> tuple[Callable[[], None], Callable[[], None]]:
-    engine = dbcore.create_engine(settings)
+def runner(engine: sa.Engine, session_on: Callable[[sa.Connection], Session]) -> Callable[[], None]:
+    """One test as a fixture runs it: connect, begin, a session on the connection, the body, roll back."""
 
     def one() -> None:
         connection = engine.connect()
         transaction = connection.begin()
-        session = dbcore.session_on(connection, settings)
+        session = session_on(connection)
         body(session)
         session.close()
         transaction.rollback()
         connection.close()
 
-    return one, engine.dispose
+    return one
 
 
-def bare_runner(settings: dbcore.Settings) -> tuple[Callable[[], None], Callable[[], None]]:
-    engine = sa.create_engine(settings.url)
-
-    def one() -> None:
-        connection = engine.connect()
-        transaction = connection.begin()
-        session = Session(bind=connection, join_transaction_mode="create_savepoint")
-        body(session)
-        session.close()
-        transaction.rollback()
-        connection.close()
-
-    return one, engine.dispose
+def runners(settings: dbcore.Settings) -> dict[str, tuple[Callable[[], None], sa.Engine]]:
+    """(a) the plugin's dbcore_session on a dbcore engine; (b) a bare engine with SQLAlchemy's own savepoint session."""
+    ours, bare = dbcore.create_engine(settings), sa.create_engine(settings.url)
+    return {
+        "dbcore": (runner(ours, lambda connection: dbcore.session_on(connection, settings)), ours),
+        "bare": (
+            runner(bare, lambda connection: Session(bind=connection, join_transaction_mode="create_savepoint")),
+            bare,
+        ),
+    }
 
 
 def per_test_ms(run: Callable[[], None], tests: int) -> float:
@@ -99,14 +96,14 @@ def per_test_ms(run: Callable[[], None], tests: int) -> float:
 
 def measure(name: str, settings: dbcore.Settings, args: argparse.Namespace) -> dict[str, Any]:
     init(settings)
-    runners = {"dbcore": dbcore_runner(settings), "bare": bare_runner(settings)}
-    figures: dict[str, list[float]] = {key: [] for key in runners}
+    made = runners(settings)
+    figures: dict[str, list[float]] = {key: [] for key in made}
     for round_no in range(args.rounds):
-        order = list(runners) if round_no % 2 == 0 else list(reversed(runners))
+        order = list(made) if round_no % 2 == 0 else list(reversed(made))
         for key in order:
-            figures[key].append(per_test_ms(runners[key][0], args.tests))
-    for _, dispose in runners.values():
-        dispose()
+            figures[key].append(per_test_ms(made[key][0], args.tests))
+    for _, engine in made.values():
+        engine.dispose()
     dbcore_ms, bare_ms = statistics.median(figures["dbcore"]), statistics.median(figures["bare"])
     return {
         "database": name,

@@ -261,7 +261,7 @@ def cmd_check_models(settings: Settings | None, args: argparse.Namespace) -> int
 
 
 def _models_metadata(name: str) -> list[sa.MetaData]:
-    """Every ``MetaData`` module ``name`` reaches: its own, its declarative classes' and registries'."""
+    """Every ``MetaData`` module ``name`` reaches: its own, its declarative classes' and registries' (repeats included)."""
     if os.getcwd() not in sys.path and "" not in sys.path:
         # The console script's path starts at its own directory: find `myapp.models` where the command runs.
         sys.path.insert(0, os.getcwd())
@@ -269,12 +269,8 @@ def _models_metadata(name: str) -> list[sa.MetaData]:
         module = importlib.import_module(name)
     except Exception as exc:  # the project's code: any error on import is "cannot import it"
         raise ModelsNotImportable(f"--models {name}: cannot import it: {type(exc).__name__}: {exc}") from exc
-    found: list[sa.MetaData] = []
-    for value in vars(module).values():
-        if isinstance(value, (type, Registry)):
-            value = getattr(value, "metadata", None)
-        if isinstance(value, sa.MetaData) and not any(value is known for known in found):
-            found.append(value)
+    values = [getattr(v, "metadata", None) if isinstance(v, (type, Registry)) else v for v in vars(module).values()]
+    found = [value for value in values if isinstance(value, sa.MetaData)]
     if not found:
         raise ModelsNotImportable(
             f"--models {name}: it defines no declarative class, registry or MetaData; name the module of the models"
@@ -284,10 +280,8 @@ def _models_metadata(name: str) -> list[sa.MetaData]:
 
 def cmd_schema(settings: Settings | None, args: argparse.Namespace) -> int:
     """Print the Mermaid erDiagram of dbcore's tables and each ``--models`` module's (no database)."""
-    everything = [Base.metadata]
-    for name in args.models or ():
-        everything.extend(m for m in _models_metadata(name) if not any(m is known for known in everything))
-    print(diagram.mermaid(*everything), end="", flush=True)
+    everything = [Base.metadata, *(meta for name in args.models or () for meta in _models_metadata(name))]
+    print(diagram.mermaid(*everything), end="", flush=True)  # a table met twice is drawn once
     return EXIT_OK
 
 

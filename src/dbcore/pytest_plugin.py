@@ -147,12 +147,11 @@ class _Databases:
                 self._settings[dialect] = self._make(dialect)
             except DialectUnavailable as exc:
                 self._failed[dialect] = str(exc)
-                _refuse(dialect, str(exc))
             except DbcoreError as exc:
                 self._failed[dialect] = f"could not prepare the test database: {type(exc).__name__}: {exc}"
-                _refuse(dialect, self._failed[dialect])
             except Exception as exc:  # noqa: BLE001 - a driver's error while creating the database
                 self._failed[dialect] = f"could not create the test database: {_one_line(exc)}"
+            if dialect in self._failed:  # remembered: the session's next tests fail or skip at once
                 _refuse(dialect, self._failed[dialect])
         return self._settings[dialect]
 

@@ -610,7 +610,7 @@ class IntegratedVectorStore(VectorStore):
         statement = sa.select(_raw(_MEM.c.id), *(_raw(_MEM.c[name]) for name in COLUMN_NAMES))
         result = conn.execution_options(stream_results=True, yield_per=_LOAD_BATCH).execute(statement)
         columns = FilterColumns.load(
-            matrix.position_of(), len(matrix.raw_ids), result.partitions(_LOAD_BATCH), self._to_uuid
+            matrix.position_of(), len(matrix.raw_ids), result.partitions(_LOAD_BATCH), self._uuid_of
         )
         if embedding_version(conn) == matrix.version:
             matrix.columns = columns
@@ -679,17 +679,21 @@ class IntegratedVectorStore(VectorStore):
         return matrix.positions(_allowed_on(conn, self._compile(flt)))
 
     @functools.cached_property
-    def _to_uuid(self) -> Callable[[Any], Any] | None:
-        """The driver's raw id to a UUID (None when the driver returns UUIDs)."""
+    def _result_processor(self) -> Callable[[Any], Any] | None:
+        """The id column's result processor on this dialect (None when the driver returns UUIDs)."""
         return _ME.c.memory_id.type._cached_result_processor(self._engine.dialect, None)  # type: ignore[attr-defined,no-any-return]
+
+    def _uuid_of(self, raw_id: Any) -> uuid.UUID:
+        """A raw id of the matrix (any UUID column's driver value) as ``uuid.UUID``."""
+        process = self._result_processor
+        return _as_uuid(process(raw_id) if process else raw_id)
 
     def _matches(
         self, chosen: list[Any], scores: list[float], metadata: dict[Any, dict[str, Any]], include_metadata: bool
     ) -> list[Match]:
-        to_uuid = self._to_uuid
         matches = []
         for raw_id, score in zip(chosen, scores, strict=True):
-            memory_id = _as_uuid(to_uuid(raw_id) if to_uuid else raw_id)
+            memory_id = self._uuid_of(raw_id)
             matches.append(Match(memory_id, float(score), metadata.get(raw_id) if include_metadata else None))
         return matches
 

@@ -40,7 +40,7 @@ class FilterColumns:
     """The filter columns of one matrix's rows: codes per UUID column, the kind as stored."""
 
     def __init__(
-        self, arrays: dict[str, np.ndarray], codes: dict[str, dict[Any, int]], to_uuid: Callable[[Any], Any] | None
+        self, arrays: dict[str, np.ndarray], codes: dict[str, dict[Any, int]], to_uuid: Callable[[Any], uuid.UUID]
     ) -> None:
         self._arrays = arrays
         self._codes = codes
@@ -53,7 +53,7 @@ class FilterColumns:
         position_of: Mapping[Any, int],
         size: int,
         batches: Iterable[Sequence[Sequence[Any]]],
-        to_uuid: Callable[[Any], Any] | None,
+        to_uuid: Callable[[Any], uuid.UUID],
     ) -> FilterColumns:
         """Columns for ``size`` matrix rows from batches of ``(id, agent_id, room_id, entity_id, world_id, kind)``.
 
@@ -110,8 +110,7 @@ class FilterColumns:
         """Code by UUID, made on first use from the (few) distinct raw values of ``field``."""
         found = self._by_uuid.get(field)
         if found is None:
-            convert = self._to_uuid or (lambda raw: raw)
-            found = {_as_uuid(convert(raw)): code for raw, code in self._codes[field].items()}
+            found = {self._to_uuid(raw): code for raw, code in self._codes[field].items()}
             self._by_uuid[field] = found
         return found
 
@@ -121,7 +120,3 @@ def _plain(node: Filter) -> bool:
     if isinstance(node, (And, Or)):
         return all(_plain(child) for child in node.children)
     return isinstance(node, Condition)
-
-
-def _as_uuid(value: Any) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
