@@ -32,6 +32,8 @@ __all__ = [
     "MARIADB_SQL_MODE",
     "READ_ONLY_OPTION",
     "WRITE_LOCK_OPTION",
+    "STATEMENT_TARGET",
+    "table_target",
     "read_only_options",
     "prepare_sqlite_connection",
     "begin_sqlite",
@@ -51,6 +53,8 @@ MARIADB_SQL_MODE = (
 READ_ONLY_OPTION = "dbcore_read_only"
 #: Execution option asking SQLite for ``BEGIN IMMEDIATE``: set on the engine of get_session()'s sessions.
 WRITE_LOCK_OPTION = "dbcore_write_lock"
+#: Execution option of driver SQL naming what it writes (a :class:`StatementTarget`), for error messages.
+STATEMENT_TARGET = "dbcore_statement_target"
 
 # The last regular-expression error per thread: SQLite reports an exception
 # raised inside a user function only as "user-defined function raised
@@ -212,20 +216,28 @@ def _statement_target(context: ExceptionContext) -> StatementTarget | None:
     Names only: the values are looked at to leave out columns set to NULL, never copied.
     """
     execution = context.execution_context
+    named = execution.execution_options.get(STATEMENT_TARGET) if execution is not None else None
+    if isinstance(named, StatementTarget):  # driver SQL that said what it writes (the bulk loader)
+        return named
     statement = getattr(getattr(execution, "compiled", None), "statement", None)
     if not isinstance(statement, (sa.Insert, sa.Update, sa.Delete)) or not isinstance(statement.table, sa.Table):
         return None
-    table = statement.table
     verb = "insert" if isinstance(statement, sa.Insert) else "update" if isinstance(statement, sa.Update) else "delete"
     rows = getattr(execution, "compiled_parameters", None) or ()
     keys = {key for row in rows for key, value in row.items() if value is not None}
+    return table_target(statement.table, verb, keys)
+
+
+def table_target(table: sa.Table, verb: str, given: Collection[str]) -> StatementTarget:
+    """What an error message may say of a write to ``table``; ``given`` holds the keys of the
+    columns the statement set to a value other than NULL."""
     return StatementTarget(
         table=table.name,
         verb=verb,
         columns=tuple(column.name for column in table.columns),
         primary_key=tuple(column.name for column in table.primary_key.columns),
         foreign_keys=tuple(column.name for column in table.columns if column.foreign_keys),
-        given=tuple(column.name for column in table.columns if column.key in keys),
+        given=tuple(column.name for column in table.columns if column.key in given),
         referenced_by=_referenced_by(table) if verb != "insert" else (),
     )
 
