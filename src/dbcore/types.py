@@ -13,6 +13,7 @@ import datetime as dt
 import enum
 import json
 import re
+import struct
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -452,6 +453,35 @@ class Vector(_ColumnAware, TypeDecorator[np.ndarray]):
         if self._uses_pgvector(dialect):
             return converted.astype(np.float32, copy=False)
         return converted.tobytes()
+
+    def copy_binary_rows(self, matrix: np.ndarray, dialect: Dialect) -> list[bytes]:
+        """Each row of a checked ``(n, dim)`` matrix as the column's value in PostgreSQL's binary COPY.
+
+        pgvector's binary form (dimension and an unused short, then big-endian float32)
+        or, for ``bytea`` storage, the little-endian float32 bytes the column stores.
+        Built for all rows at once: the bulk loader's per-row cost is one slice.
+        """
+        if not self._uses_pgvector(dialect):
+            return self.stored_bytes(matrix)
+        framed = np.empty((len(matrix), 4 + 4 * self.dim), dtype=np.uint8)
+        framed[:, :4] = np.frombuffer(struct.pack(">HH", self.dim, 0), dtype=np.uint8)
+        framed[:, 4:] = np.ascontiguousarray(matrix, dtype=">f4").view(np.uint8).reshape(len(matrix), -1)
+        return [row.tobytes() for row in framed]
+
+    def stored_bytes(self, matrix: np.ndarray) -> list[bytes]:
+        """Each row of a checked ``(n, dim)`` matrix as byte storage holds it (little-endian float32)."""
+        data = np.ascontiguousarray(matrix, dtype="<f4")
+        return [row.tobytes() for row in data]
+
+    def bind_rows(self, matrix: np.ndarray, dialect: Dialect) -> list[Any]:
+        """What the driver gets for each row of a checked ``(n, dim)`` matrix: the bind processor's
+        values, without checking every row again."""
+        if self._uses_pgvector(dialect):
+            values: list[Any] = list(np.asarray(matrix, dtype=np.float32))
+        else:
+            values = self.stored_bytes(matrix)
+        process = self.load_dialect_impl(dialect).bind_processor(dialect)
+        return values if process is None else [process(value) for value in values]
 
     def process_result_value(self, value: Any, dialect: Dialect) -> np.ndarray | None:
         if value is None:
