@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from dbcore.bulk_load import Progress, bulk_insert
 from dbcore.DB_Memories import Memory, MemoryEmbedding, MemoryKind
 from dbcore.errors import ValidationError
 from dbcore.types import new_uuid, utcnow, vector_values
@@ -55,6 +56,7 @@ _OPTIONAL = (
     "embedding",
     "content_hash",
 )
+_KNOWN = frozenset(_REQUIRED + _OPTIONAL)
 _CHUNK = 500
 _EMBEDDING_COLUMN = "memory_embeddings.embedding"
 
@@ -97,6 +99,8 @@ def add_memories(
     embeddings: Any = None,
     *,
     model: str = "",
+    bulk: bool = False,
+    progress: Progress | None = None,
 ) -> list[uuid.UUID]:
     """Insert ``memories`` (dicts of Memory fields) and, when given, one embedding each.
 
@@ -105,6 +109,11 @@ def add_memories(
     created_at, is_unique, content_hash (default: :func:`content_hash` of content) and
     embedding. ``embeddings`` (an n x dims array) is the
     fast alternative to per-dict ``embedding`` keys. Returns the memory ids.
+
+    ``bulk=True`` is for imports: COPY on PostgreSQL, rebuilding the vector index
+    after a load at least as large as the table, and the driver's executemany
+    elsewhere (:mod:`dbcore.bulk_load`); ``progress(done, total)`` is called after
+    each chunk of rows. Either way all rows land or none do.
     """
     dims = int(_ME.c.embedding.type.dim)  # type: ignore[attr-defined]
     now = utcnow()
@@ -114,7 +123,7 @@ def add_memories(
         if not isinstance(item, Mapping):
             raise ValidationError(f"memory #{position} must be a dict, got {type(item).__name__}")
         missing = [key for key in _REQUIRED if item.get(key) is None]
-        unknown = sorted(set(item) - set(_REQUIRED) - set(_OPTIONAL))
+        unknown = sorted(item.keys() - _KNOWN)
         if missing or unknown:
             problem = f"lacks {', '.join(missing)}" if missing else f"has unknown keys {', '.join(unknown)}"
             raise ValidationError(f"memory #{position} {problem}")
@@ -153,17 +162,20 @@ def add_memories(
     ids = [row["id"] for row in rows]
     with session.begin_nested():
         connection = session.connection()
-        connection.execute(_MEM.insert(), rows)
-        if matrix is not None:
-            connection.execute(
-                _ME.insert(),
-                [
-                    {"id": new_uuid(), "memory_id": mid, "embedding": matrix[i], "model": model, "created_at": now}
-                    for i, mid in enumerate(ids)
-                ],
-            )
-            if outbox_enabled(connection):
-                note_markers(session, connection, record_outbox(connection, ids, "upsert"))
+        if bulk:
+            bulk_insert(connection, rows, matrix, model=model, now=now, progress=progress)
+        else:
+            connection.execute(_MEM.insert(), rows)
+            if matrix is not None:
+                connection.execute(
+                    _ME.insert(),
+                    [
+                        {"id": new_uuid(), "memory_id": mid, "embedding": matrix[i], "model": model, "created_at": now}
+                        for i, mid in enumerate(ids)
+                    ],
+                )
+        if matrix is not None and outbox_enabled(connection):
+            note_markers(session, connection, record_outbox(connection, ids, "upsert"))
     return ids
 
 
