@@ -11,15 +11,20 @@ On every live dialect (COPY on PostgreSQL, the driver's executemany elsewhere):
   before anything is sent;
 - on PostgreSQL with pgvector the HNSW index is dropped and built again, with the
   same definition, for a load as large as the table, and kept for a smaller one.
+
+The command line is run as a subprocess on SQLite: success, a bad line, no file.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,6 +42,7 @@ from dbcore.testing import add_memory_parents
 from dbcore.types import has_pgvector
 from dbcore.vector_changes import embedding_version
 from dbcore.vectorstores.integrated import IntegratedVectorStore, clear_matrix_cache
+from tests.test_cli import DBCORE, base_env
 
 TRICKY = ["tab\there", "line\nbreak", "back\\slash \\N", "ünïcode ✓", 'quote " and \'', ""]
 
@@ -241,3 +247,62 @@ def test_a_load_as_large_as_the_table_builds_the_index_again(
         session.commit()
     assert not [r for r in caplog.records if r.name == "dbcore.bulk"]  # 10 rows into 30: the index is kept
     assert hnsw_definitions(engine) == before
+
+
+# --- the command -----------------------------------------------------------------------------
+
+
+def write_jsonl(path: Path, parents: dict[str, Any], n: int, bad_line: int | None = None) -> None:
+    lines = []
+    for i, item in enumerate(items(parents, n, "cli")):
+        row = {key: str(value) if isinstance(value, (uuid.UUID, datetime)) else value for key, value in item.items()}
+        row["embedding"] = vectors(n)[i].tolist()
+        lines.append("{not json" if bad_line == i + 1 else json.dumps(row))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def run_import(*args: str, url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(DBCORE), "vectors", *args], cwd=cwd, env=base_env(DATABASE_URL=url), capture_output=True, text=True
+    )
+
+
+def test_vectors_import_command(tmp_path: Path) -> None:
+    from dbcore import migrate
+
+    url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+    settings = dbcore.Settings(database_url=url)
+    migrate.upgrade(settings, "head")
+    engine = dbcore.create_engine(settings)
+    with Session(engine) as session:
+        parents = add_memory_parents(session, rooms=3)
+        session.commit()
+    good, bad = tmp_path / "good.jsonl", tmp_path / "bad.jsonl"
+    write_jsonl(good, parents, 9)
+    write_jsonl(bad, parents, 9, bad_line=3)
+
+    done = run_import("import", str(good), "--model", "mini", url=url, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "9 memories imported from" in done.stdout
+    assert "9/9" in done.stderr  # the progress bar
+    assert counts(engine)["memories"] == 9
+    with engine.connect() as connection:
+        assert set(connection.execute(sa.select(MemoryEmbedding.model)).scalars()) == {"mini"}
+
+    refused = run_import("import", str(bad), url=url, cwd=tmp_path)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        f"dbcore vectors: ValidationError: {bad} line 3 is not JSON: Expecting property name enclosed in "
+        "double quotes (column 2)"
+    ]
+    assert counts(engine)["memories"] == 9
+
+    missing = run_import("import", str(tmp_path / "nowhere.jsonl"), url=url, cwd=tmp_path)
+    assert (missing.returncode, missing.stderr.strip()) == (
+        2,
+        f"dbcore vectors import: {tmp_path / 'nowhere.jsonl'} is not a file",
+    )
+    usage = run_import("import", url=url, cwd=tmp_path)
+    assert usage.returncode == 2
+    assert "vectors import needs the FILE to import" in usage.stderr
+    engine.dispose()

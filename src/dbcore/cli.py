@@ -1,4 +1,4 @@
-"""The ``dbcore`` command: init, migrate, seed, doctor, check-models, schema, vectors sync|verify|reindex.
+"""The ``dbcore`` command: init, migrate, seed, doctor, check-models, schema, vectors import|sync|verify|reindex.
 
 Exit codes: 0 success, 1 unhealthy or failed (a database never migrated, for seed
 and vectors), 2 configuration or usage error (bad URL, missing driver extra, a
@@ -147,13 +147,18 @@ def _add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     vectors = _subcommand(
         commands,
         "vectors",
-        "external vector store upkeep: sync, verify, reindex",
-        "Keep an external vector store (DBCORE_VECTOR_BACKEND=chroma or pinecone) in step with\n"
-        "the memories in the database. With the integrated backend there is nothing to do.\n"
+        "import memories with embeddings; external vector store upkeep: sync, verify, reindex",
+        "Import memories in bulk, or keep an external vector store (DBCORE_VECTOR_BACKEND=chroma\n"
+        "or pinecone) in step with the memories in the database.\n"
+        "  import   load a JSON Lines file of memories (one object per line: agent_id, entity_id,\n"
+        "           room_id, kind, content, embedding, ...) in one transaction: all or nothing;\n"
+        "           COPY on PostgreSQL, with the vector index built after a large load\n"
         "  sync     send the pending changes the database has queued for the store\n"
         "  verify   compare the store with the database and list drift (exit 1 if any)\n"
-        "  reindex  rebuild the store from the database rows, deleting orphans.",
+        "  reindex  rebuild the store from the database rows, deleting orphans.\n"
+        "With the integrated backend, sync, verify and reindex have nothing to do.",
         [
+            "dbcore vectors import memories.jsonl --model all-MiniLM-L6-v2",
             "dbcore vectors sync",
             "dbcore vectors verify",
             "dbcore vectors reindex --batch-size 200",
@@ -161,9 +166,12 @@ def _add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     vectors.add_argument(
         "action",
-        choices=["sync", "verify", "reindex"],
-        help="sync: finish pending outbox work; verify: report drift (exit 1); reindex: rebuild from the rows",
+        choices=["import", "sync", "verify", "reindex"],
+        help="import: load FILE; sync: finish pending outbox work; verify: report drift (exit 1); "
+        "reindex: rebuild from the rows",
     )
+    vectors.add_argument("file", nargs="?", metavar="FILE", help="import: the JSON Lines file of memories")
+    vectors.add_argument("--model", default="", help="import: the name of the model that made the embeddings")
     vectors.add_argument(
         "--batch-size", type=_positive_int, default=500, help="memories per store request batch (default 500)"
     )
@@ -193,6 +201,10 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         if args.down:
             # Going down to "head" is no move at all; guessing a step could drop tables.
             parser.error("migrate --down needs a revision: an id such as 0001, -1 for one step, or base for none")
+    if args.command == "vectors" and (args.action == "import") != (args.file is not None):
+        if args.file is None:
+            parser.error("vectors import needs the FILE to import: dbcore vectors import memories.jsonl")
+        parser.error(f"vectors {args.action} takes no FILE; only import reads one")
     return args
 
 

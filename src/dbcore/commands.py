@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import importlib
+import json
+import logging
 import os
 import sys
+import time
 from collections.abc import Callable
-from typing import TextIO
+from pathlib import Path
+from typing import Any, TextIO
 
 import sqlalchemy as sa
 from sqlalchemy.orm import registry as Registry
@@ -22,12 +27,13 @@ from dbcore.config import Settings
 from dbcore.DB_Auth import ApiKey
 from dbcore.DB_Memories import EMBEDDING_DIMS
 from dbcore.engine import get_engine
-from dbcore.errors import AuthenticationFailed, DatabaseNotFound, SchemaMissing
+from dbcore.errors import AuthenticationFailed, DatabaseNotFound, SchemaMissing, ValidationError
 from dbcore.health import ConnectionInfo, connection_error, connection_info
+from dbcore.memories import add_memories
 from dbcore.migrate import MigrationError
 from dbcore.security import create_system_key, hash_api_key
 from dbcore.seeding import SeedReport, seed
-from dbcore.session import system_session
+from dbcore.session import get_session, system_session
 from dbcore.types import has_pgvector
 from dbcore.vectorstores import get_vector_store
 
@@ -301,8 +307,62 @@ class ProgressBar:
         print(f"\r{self.label} [{bar}] {fraction:4.0%}  {done}/{total}", end=end, file=self.stream, flush=True)
 
 
+def _read_memories(path: Path) -> list[dict[str, Any]]:
+    """The memories of a JSON Lines file, one object per line (blank lines skipped)."""
+    memories: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValidationError(f"{path} line {number} is not JSON: {exc.msg} (column {exc.colno})") from None
+            if not isinstance(item, dict):
+                raise ValidationError(f"{path} line {number} must be a JSON object, got {type(item).__name__}")
+            if isinstance(item.get("created_at"), str):  # JSON has no time type: ISO 8601 text stands for one
+                try:
+                    item["created_at"] = dt.datetime.fromisoformat(item["created_at"])
+                except ValueError:
+                    raise ValidationError(
+                        f"{path} line {number}: created_at {item['created_at']!r} is not an ISO 8601 time"
+                    ) from None
+            memories.append(item)
+    return memories
+
+
+def _import_memories(settings: Settings, args: argparse.Namespace) -> int:
+    """``dbcore vectors import FILE``: every memory of the file in one transaction, or none."""
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"dbcore vectors import: {path} is not a file", file=sys.stderr)
+        return EXIT_CONFIG
+    _reachable(settings)
+    _require_schema(settings)
+    try:
+        memories = _read_memories(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"dbcore vectors import: cannot read {path}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    notes = logging.getLogger("dbcore.bulk")
+    shown = logging.StreamHandler(sys.stderr)
+    shown.setFormatter(logging.Formatter("dbcore vectors import: %(message)s"))
+    notes.addHandler(shown)
+    notes.setLevel(logging.INFO)
+    start = time.perf_counter()
+    try:
+        with get_session(settings) as session:
+            ids = add_memories(session, memories, model=args.model, bulk=True, progress=ProgressBar("import"))
+    finally:
+        notes.removeHandler(shown)
+    _say(f"dbcore vectors import: {len(ids)} memories imported from {path} in {time.perf_counter() - start:.1f} s")
+    return EXIT_OK
+
+
 def cmd_vectors(settings: Settings, args: argparse.Namespace) -> int:
 
+    if args.action == "import":
+        return _import_memories(settings, args)
     _reachable(settings)
     if settings.vector_backend == "integrated":
         _say(
