@@ -67,7 +67,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=42, help="data seed (default 42)")
     p.add_argument("--rounds", type=int, default=1, help="timed passes over the queries; medians over all (default 1)")
     p.add_argument("--chunk", type=int, default=10_000, help="rows per add_memories call / raw transaction")
-    p.add_argument("--skip", default="", help="comma list of sections to skip: sqlite,small,postgresql,chroma")
+    p.add_argument(
+        "--skip",
+        default="",
+        help="comma list of sections to skip: sqlite,small,postgresql,chroma,bulk (or bulk-sqlite, bulk-postgresql)",
+    )
     p.add_argument("--_rss-probe", dest="rss_probe", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.n is None:
@@ -79,6 +83,7 @@ ARGS = parse_args()
 os.environ["DBCORE_VECTOR_DIMS"] = str(ARGS.dims)
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
+import bulk_import  # noqa: E402  (the bulk-import section, also runnable alone)
 import psutil  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from provenance import code_state, machine  # noqa: E402
@@ -1087,6 +1092,34 @@ def bench_chroma(
 # report
 
 
+# ---------------------------------------------------------------------------------------
+# 5. bulk import (benchmarks/bulk_import.py)
+
+
+def bench_bulk(n: int, dims: int, skip: set[str]) -> dict[str, Any]:
+    """Bulk import into fresh SQLite and PostgreSQL databases against the raw drivers (best of two rounds)."""
+    out = bulk_import.run(
+        n, dims, rounds=2, skip={name.removeprefix("bulk-") for name in skip if name.startswith("bulk-")}
+    )
+    limits = bulk_import.TARGETS
+    checks: dict[str, Any] = {}
+    if "sqlite" in out:
+        r = out["sqlite"]
+        checks["import_ratio_sqlite"] = {
+            "value": r["ratio"],
+            "target": f"<= {limits['sqlite_ratio_max']}",
+            "pass": r["pass"],
+        }
+    if "postgresql" in out:
+        r = out["postgresql"]
+        ok = r["ratio"] <= limits["pg_ratio_max"]
+        checks["import_ratio_postgresql"] = {"value": r["ratio"], "target": f"<= {limits['pg_ratio_max']}", "pass": ok}
+        gap = r["recall_at_10"]["dbcore"] - r["recall_at_10"]["raw"]
+        checks["import_recall_minus_raw"] = {"value": round(gap, 4), "target": ">= -0.01", "pass": gap >= -0.01}
+    out["checks"] = checks
+    return out
+
+
 def fmt(x: Any, nd: int = 2) -> str:
     if x is None:
         return "-"
@@ -1199,6 +1232,10 @@ def table(results: dict[str, Any]) -> str:
                 f"{fmt(inc['ratio'], 3):>7}  ({inc['rows']:,} rows into {inc['into_rows']:,})"
             )
 
+    b = results.get("bulk")
+    if b:
+        lines += ["", f"Bulk import, add_memories(bulk=True), {b['rows']:,} x {b['dims']} into an empty database:"]
+        lines += bulk_import.report(b).splitlines()[1:]
     lines += ["", "Targets:"]
     for name, check in results["checks"].items():
         lines.append(f"  {verdict(check['pass'])}  {name:<44} {fmt(check['value'], 3):>9}  (target {check['target']})")
@@ -1277,11 +1314,13 @@ def main() -> int:
                 room_ids = [uuid.uuid4() for _ in range(N_ROOMS)]
             assert room_ids is not None
             results["chroma"] = bench_chroma(data, args.k, tmp, ids, room_ids, exact, exact_room)
+        if "bulk" not in skip:
+            results["bulk"] = bench_bulk(args.n, args.dims, skip)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
     checks: dict[str, Any] = {}
-    for key in ("sqlite", "small", "postgresql", "chroma"):
+    for key in ("sqlite", "small", "postgresql", "chroma", "bulk"):
         for name, check in results.get(key, {}).get("checks", {}).items():
             checks[f"{key}.{name}"] = check
     results["checks"] = checks
