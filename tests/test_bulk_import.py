@@ -39,12 +39,12 @@ from dbcore.DB_Memories import EMBEDDING_DIMS, Memory, MemoryEmbedding, VectorOu
 from dbcore.errors import DuplicateKeyError, ForeignKeyViolation, ValidationError
 from dbcore.memories import add_memories, content_hash
 from dbcore.testing import add_memory_parents
-from dbcore.types import has_pgvector
+from dbcore.types import Vector, has_pgvector
 from dbcore.vector_changes import embedding_version
 from dbcore.vectorstores.integrated import IntegratedVectorStore, clear_matrix_cache
 from tests.test_cli import DBCORE, base_env
 
-TRICKY = ["tab\there", "line\nbreak", "back\\slash \\N", "ünïcode ✓", 'quote " and \'', ""]
+TRICKY = ["tab\there", "line\nbreak", "back\\slash \\N", "ünïcode ✓", "quote \" and '", ""]
 
 
 @pytest.fixture
@@ -306,3 +306,56 @@ def test_vectors_import_command(tmp_path: Path) -> None:
     assert usage.returncode == 2
     assert "vectors import needs the FILE to import" in usage.stderr
     engine.dispose()
+
+
+# --- the converted values, per dialect, without a server ----------------------------------
+
+
+def unwrapped(value: Any) -> Any:
+    """psycopg's Json wrapper has no equality: compare what it wraps."""
+    return getattr(value, "obj", value)
+
+
+@pytest.mark.parametrize("name", ["sqlite", "mariadb", "mssql", "postgresql"])
+def test_bulk_values_equal_what_the_columns_bind(name: str) -> None:
+    """What the bulk path hands the driver is, value for value, what a Core insert would bind
+    (SQL Server has no server here: this is its evidence)."""
+    from sqlalchemy.dialects import mssql, mysql, postgresql, sqlite
+
+    dialect = {
+        "sqlite": sqlite.dialect(),
+        "mariadb": mysql.dialect(is_mariadb=True),
+        "mssql": mssql.dialect(driver="pyodbc"),
+        "postgresql": postgresql.psycopg.dialect(),
+    }[name]
+    parents = {"agent_id": uuid.uuid4(), "entity_id": uuid.uuid4(), "room_ids": [uuid.uuid4() for _ in range(3)]}
+    rows = [
+        {
+            **item,
+            "id": uuid.uuid4(),
+            "world_id": None,
+            "parent_id": None,
+            "content_hash": "h",
+            "updated_at": item["created_at"],
+        }
+        for item in items(parents, 6, "v")
+    ]
+    for row in rows:
+        row["kind"] = dbcore.MemoryKind[row["kind"].upper()]
+    converted = bulk_load._driver_columns(Memory.__table__, rows, dialect)  # type: ignore[arg-type]
+    for column in Memory.__table__.columns:
+        process = column.type.dialect_impl(dialect).bind_processor(dialect)
+        expected = [process(row[column.key]) if process else row[column.key] for row in rows]
+        assert [unwrapped(v) for v in converted[column.key]] == [unwrapped(v) for v in expected], column.key
+    matrix = vectors(6)
+    vector_type: Vector = MemoryEmbedding.__table__.c.embedding.type  # type: ignore[assignment]
+    bind = vector_type.dialect_impl(dialect).bind_processor(dialect)
+    assert bind is not None
+    assert [as_bytes(v) for v in vector_type.bind_rows(matrix, dialect)] == [as_bytes(bind(row)) for row in matrix]
+
+
+def as_bytes(value: Any) -> Any:
+    """A driver's binary wrapper (pyodbc's bytearray, a memoryview) as bytes, an array as its dtype and bytes."""
+    if isinstance(value, np.ndarray):
+        return (value.dtype.str, value.tobytes())
+    return bytes(value) if isinstance(value, (bytes, bytearray, memoryview)) else value
