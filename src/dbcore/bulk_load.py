@@ -87,8 +87,9 @@ def bulk_insert(
     columns = _driver_columns(_MEM, memories, dialect)
     embeddings: dict[str, list[Any]] = {}
     if matrix is not None:
-        rows = [{"id": new_uuid(), "memory_id": row["id"], "model": model, "created_at": now} for row in memories]
+        rows = [{"id": new_uuid(), "model": model, "created_at": now} for _ in memories]
         embeddings = _driver_columns(_ME, rows, dialect)
+        embeddings["memory_id"] = columns["id"]  # the same type as memories.id: the same driver values
     driver = _psycopg_connection(connection)
     indexes: list[tuple[str, str]] = []
     if matrix is not None:
@@ -140,7 +141,12 @@ def _driver_columns(table: sa.Table, rows: Sequence[Mapping[str, Any]], dialect:
             continue
         values = [row[column.key] for row in rows]
         process = column.type.dialect_impl(dialect).bind_processor(dialect)
-        out[column.key] = values if process is None else _processed(values, process)
+        if process is None:
+            out[column.key] = values
+        elif column.primary_key:  # a new value on every row: nothing to remember
+            out[column.key] = [process(value) for value in values]
+        else:
+            out[column.key] = _processed(values, process)
     return out
 
 

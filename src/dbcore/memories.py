@@ -57,6 +57,8 @@ _OPTIONAL = (
     "content_hash",
 )
 _KNOWN = frozenset(_REQUIRED + _OPTIONAL)
+#: The default content and metadata of every row, never changed: one object, so the bulk path converts it once.
+_EMPTY: dict[str, Any] = {}
 _CHUNK = 500
 _EMBEDDING_COLUMN = "memory_embeddings.embedding"
 
@@ -132,9 +134,9 @@ def add_memories(
             id=item.get("id") or new_uuid(),
             kind=as_memory_kind(item["kind"]),
             # Passed through as given: memories' column types refuse a wrong type, naming the column.
-            content=_given_or(item, "content", {}),
-            content_hash=item.get("content_hash") or content_hash(_given_or(item, "content", {})),
-            metadata=_given_or(item, "metadata", {}),
+            content=_given_or(item, "content", _EMPTY),
+            content_hash=item.get("content_hash") or content_hash(_given_or(item, "content", _EMPTY)),
+            metadata=_given_or(item, "metadata", _EMPTY),
             is_unique=_given_or(item, "is_unique", False),
             created_at=item.get("created_at") or now,
             updated_at=now,
