@@ -344,8 +344,8 @@ def _import_memories(settings: Settings, args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         print(f"dbcore vectors import: cannot read {path}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    notes = logging.getLogger("dbcore.bulk")
-    shown = logging.StreamHandler(sys.stderr)
+    notes = logging.getLogger("dbcore.bulk")  # the index rebuild, told on stderr
+    shown, level = logging.StreamHandler(sys.stderr), notes.level
     shown.setFormatter(logging.Formatter("dbcore vectors import: %(message)s"))
     notes.addHandler(shown)
     notes.setLevel(logging.INFO)
@@ -355,6 +355,7 @@ def _import_memories(settings: Settings, args: argparse.Namespace) -> int:
             ids = add_memories(session, memories, model=args.model, bulk=True, progress=ProgressBar("import"))
     finally:
         notes.removeHandler(shown)
+        notes.setLevel(level)
     _say(f"dbcore vectors import: {len(ids)} memories imported from {path} in {time.perf_counter() - start:.1f} s")
     return EXIT_OK
 
