@@ -1116,6 +1116,14 @@ def bench_bulk(n: int, dims: int, skip: set[str]) -> dict[str, Any]:
         checks["import_ratio_postgresql"] = {"value": r["ratio"], "target": f"<= {limits['pg_ratio_max']}", "pass": ok}
         gap = r["recall_at_10"]["dbcore"] - r["recall_at_10"]["raw"]
         checks["import_recall_minus_raw"] = {"value": round(gap, 4), "target": ">= -0.01", "pass": gap >= -0.01}
+        more = r.get("incremental")
+        if more:
+            least = limits["pg_incremental_ratio_min"]
+            checks["incremental_10k_into_n_postgresql"] = {
+                "value": more["ratio"],
+                "target": f">= {least} (rows/s)",
+                "pass": more["ratio"] >= least,
+            }
     out["checks"] = checks
     return out
 
