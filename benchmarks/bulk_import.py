@@ -90,6 +90,7 @@ def make_vectors(n: int, dims: int, seed: int = 42) -> tuple[np.ndarray, np.ndar
 
 
 def make_db(url: str) -> tuple[sa.Engine, dict[str, Any]]:
+    """Migrate ``url`` to head, create an agent, an entity and ``N_ROOMS`` rooms; return engine and parent ids."""
     settings = dbcore.Settings(database_url=url)
     migrate.upgrade(settings, "head")
     engine = dbcore.create_engine(settings)

@@ -92,7 +92,6 @@ from sqlalchemy.orm import Session  # noqa: E402
 import dbcore  # noqa: E402
 from dbcore import migrate  # noqa: E402
 from dbcore.memories import add_memories  # noqa: E402
-from dbcore.testing import add_memory_parents  # noqa: E402
 from dbcore.vectorstores import F  # noqa: E402
 from dbcore.vectorstores.integrated import IntegratedVectorStore, clear_matrix_cache  # noqa: E402
 
@@ -101,7 +100,7 @@ from dbcore.vectorstores.integrated import IntegratedVectorStore, clear_matrix_c
 
 N_CLUSTERS = 100
 NOISE = 0.75  # norm of the noise added to a unit cluster centre (cosine to the centre ~0.8)
-N_ROOMS = 10
+N_ROOMS = bulk_import.N_ROOMS  # the rooms make_db creates
 FILTER_ROOM = 3
 WARMUP = 2
 COLD_TRIALS = 3
@@ -266,17 +265,6 @@ def verdict(ok: bool) -> str:
 # databases
 
 
-def make_db(url: str) -> tuple[sa.Engine, dict[str, Any]]:
-    """Migrate ``url`` to head, create the agent, entity and rooms; return engine and parent ids."""
-    settings = dbcore.Settings(database_url=url)
-    migrate.upgrade(settings, "head")
-    engine = dbcore.create_engine(settings)
-    with Session(engine) as ses:
-        parents = add_memory_parents(ses, rooms=N_ROOMS, name="bench")
-        ses.commit()
-    return engine, parents
-
-
 def insert_dbcore(engine: sa.Engine, parents: dict[str, Any], data: Data, start: int, stop: int) -> list[uuid.UUID]:
     """One add_memories call (and commit) for rows start..stop; building its input is part of the cost."""
     rooms = parents["room_ids"]
@@ -424,8 +412,8 @@ def bench_sqlite(
     data: Data, k: int, tmp: Path, chunk: int, exact: list[list[int]], exact_room: list[list[int]]
 ) -> dict[str, Any]:
     log("sqlite: creating two fresh databases")
-    dbc = make_db(f"sqlite:///{tmp / 'dbcore.sqlite3'}")
-    raw = make_db(f"sqlite:///{tmp / 'raw.sqlite3'}")
+    dbc = bulk_import.make_db(f"sqlite:///{tmp / 'dbcore.sqlite3'}")
+    raw = bulk_import.make_db(f"sqlite:///{tmp / 'raw.sqlite3'}")
     insert, ids = insert_benchmark("sqlite", dbc, raw, data, chunk)
     raw[0].dispose()
     for suffix in ("", "-wal", "-shm"):
@@ -723,8 +711,8 @@ def bench_postgresql(
         log("postgresql: starting the embedded server")
         server = servers.url("postgresql")
         with isolated_database(server) as url_d, isolated_database(server) as url_r:
-            dbc = make_db(url_d.render_as_string(hide_password=False))
-            raw = make_db(url_r.render_as_string(hide_password=False))
+            dbc = bulk_import.make_db(url_d.render_as_string(hide_password=False))
+            raw = bulk_import.make_db(url_r.render_as_string(hide_password=False))
             insert, ids = insert_benchmark("postgresql", dbc, raw, data, chunk)
             raw[0].dispose()
             engine, parents = dbc
