@@ -128,15 +128,19 @@ def import_dbcore(engine: sa.Engine, parents: dict[str, Any], vectors: np.ndarra
 
 def insert_raw_core(engine: sa.Engine, parents: dict[str, Any], vectors: np.ndarray) -> None:
     """The incremental baseline: two SQLAlchemy Core executemany statements of the same values."""
-    rows, ids = raw_rows(parents, len(vectors), lambda value: value)
-    keys = [key.strip() for key in MEMORY_COLUMNS.split(",")]
-    memories = [dict(zip(keys, row, strict=True)) for row in rows]
-    for memory in memories:
-        memory["content"], memory["metadata"] = json.loads(memory["content"]), {}
-    now = rows[0][-1]
+    now = datetime.now(timezone.utc)
+    rooms = parents["room_ids"]
+    memories = []
+    for i in range(len(vectors)):
+        content = content_of(i)
+        memories.append(
+            {"id": uuid.uuid4(), "kind": 1, "content": content, "metadata": {}, "is_unique": False,
+             "agent_id": parents["agent_id"], "entity_id": parents["entity_id"], "room_id": rooms[i % N_ROOMS],
+             "content_hash": content_hash(content), "created_at": now, "updated_at": now}
+        )  # fmt: skip
     embeddings = [
-        {"id": uuid.uuid4(), "memory_id": memory_id, "embedding": vectors[i], "model": "", "created_at": now}
-        for i, memory_id in enumerate(ids)
+        {"id": uuid.uuid4(), "memory_id": memory["id"], "embedding": vectors[i], "model": "", "created_at": now}
+        for i, memory in enumerate(memories)
     ]
     with engine.begin() as connection:
         connection.execute(dbcore.Memory.__table__.insert(), memories)

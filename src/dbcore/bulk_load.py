@@ -92,11 +92,12 @@ def bulk_insert(
         embeddings["memory_id"] = columns["id"]  # the same type as memories.id: the same driver values
     driver = _psycopg_connection(connection)
     indexes: list[tuple[str, str]] = []
+    held = 0
+    total = len(memories)
     if matrix is not None:
         lock_embedding_version(connection)
         if driver is not None:
-            indexes = _drop_vector_indexes(connection, len(memories))
-    total = len(memories)
+            indexes, held = _drop_vector_indexes(connection, total)
     for start in range(0, total, CHUNK):
         part = slice(start, min(total, start + CHUNK))
         _write(connection, driver, _MEM, _sliced(columns, part))
@@ -111,7 +112,7 @@ def bulk_insert(
             progress(part.stop, total)
     if matrix is not None:
         if indexes:
-            _build_indexes(connection, indexes, int(matrix.shape[1]))
+            _build_indexes(connection, indexes, held + total, int(matrix.shape[1]))
         bump_embedding_version(connection)
 
 
@@ -219,29 +220,30 @@ def _copy(driver: Any, table: sa.Table, columns: Mapping[str, list[Any]], binary
         raise error from exc
 
 
-def _drop_vector_indexes(connection: Connection, loading: int) -> list[tuple[str, str]]:
+def _drop_vector_indexes(connection: Connection, loading: int) -> tuple[list[tuple[str, str]], int]:
     """Drop the vector indexes of memory_embeddings when ``loading`` rows are at least as many as it holds.
 
-    Returns each dropped index's name and definition, as the server wrote it, to build it again.
+    Returns each dropped index's name and definition, as the server wrote it, to build it
+    again, and the rows the table held before the load.
     """
     indexes = [
         (str(name), str(definition)) for name, definition in connection.execute(_VECTOR_INDEXES, {"table": _ME.name})
     ]
     if not indexes:
-        return []
-    held = connection.execute(sa.select(sa.func.count()).select_from(_ME)).scalar_one()
+        return [], 0
+    held = int(connection.execute(sa.select(sa.func.count()).select_from(_ME)).scalar_one())
     if loading < held:
-        return []
+        return [], held
     quote = connection.dialect.identifier_preparer.quote
     for name, _ in indexes:
         connection.exec_driver_sql(f"DROP INDEX {quote(name)}")
     logger.info("dropped %s to build after loading %d rows into %d", ", ".join(n for n, _ in indexes), loading, held)
-    return indexes
+    return indexes, held
 
 
-def _build_indexes(connection: Connection, indexes: list[tuple[str, str]], dims: int) -> None:
-    """Build the dropped indexes again, with memory for the whole graph and the parallel workers allowed."""
-    rows = connection.execute(sa.select(sa.func.count()).select_from(_ME)).scalar_one()
+def _build_indexes(connection: Connection, indexes: list[tuple[str, str]], rows: int, dims: int) -> None:
+    """Build the dropped indexes again over ``rows`` rows, with memory for the whole graph and the
+    parallel workers allowed."""
     memory_kb = int(
         connection.execute(
             sa.text("SELECT setting::bigint FROM pg_settings WHERE name = 'maintenance_work_mem'")
