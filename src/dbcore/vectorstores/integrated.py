@@ -137,6 +137,11 @@ class _Matrix:
         found = [p for p in map(index.get, raw_ids) if p is not None]
         return np.fromiter(found, dtype=np.int64, count=len(found))
 
+    def lookup(self, raw_ids: Sequence[Any]) -> np.ndarray:
+        """The row of each raw id, -1 where none (FilterColumns.load's lookup)."""
+        index = self.position_of()
+        return np.fromiter((index.get(raw, -1) for raw in raw_ids), dtype=np.int64, count=len(raw_ids))
+
 
 _cache: dict[tuple[str, int], _Matrix] = {}
 _cache_lock = threading.Lock()
@@ -560,10 +565,7 @@ class IntegratedVectorStore(VectorStore):
                 vectors = np.resize(vectors, (filled + len(batch_ids), self.dims))
             target = vectors[filled : filled + len(batch_ids)]
             target[...] = block
-            # Normalised block by block: no temporary as large as the matrix.
-            norms = np.sqrt(np.einsum("ij,ij->i", target, target))
-            norms[norms == 0] = 1.0
-            target /= norms[:, None]
+            _normalise(target)  # block by block: no temporary as large as the matrix
             raw_ids.extend(batch_ids)
             filled += len(batch_ids)
         return _Matrix(version=version, raw_ids=raw_ids, vectors=vectors[: len(raw_ids)])
@@ -609,9 +611,7 @@ class IntegratedVectorStore(VectorStore):
             return matrix.columns
         statement = sa.select(_raw(_MEM.c.id), *(_raw(_MEM.c[name]) for name in COLUMN_NAMES))
         result = conn.execution_options(stream_results=True, yield_per=_LOAD_BATCH).execute(statement)
-        columns = FilterColumns.load(
-            matrix.position_of(), len(matrix.raw_ids), result.partitions(_LOAD_BATCH), self._uuid_of
-        )
+        columns = FilterColumns.load(matrix.lookup, len(matrix.raw_ids), result.partitions(_LOAD_BATCH), self._uuid_of)
         if embedding_version(conn) == matrix.version:
             matrix.columns = columns
         return columns
@@ -717,20 +717,34 @@ def _unit(vector: np.ndarray) -> np.ndarray:
     return (vector / np.linalg.norm(vector)).astype(np.float32)
 
 
+def _normalise(block: np.ndarray) -> None:
+    """Scale each row of ``block`` to unit length, in place (a zero row stays zero)."""
+    norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+    norms[norms == 0] = 1.0
+    block /= norms[:, None]
+
+
+def _score_rows(
+    vectors: np.ndarray, query_unit: np.ndarray, rows: np.ndarray | None, k: int, min_score: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices into ``rows`` (or into ``vectors`` when None) of the best ``k`` rows, and their scores."""
+    if rows is not None and rows.size > _GATHER_SHARE * len(vectors):
+        scores = (vectors @ query_unit)[rows]
+    elif rows is not None:
+        scores = vectors[rows] @ query_unit
+    else:
+        scores = vectors @ query_unit
+    picked = _top(scores, k, min_score)
+    return picked, scores[picked]
+
+
 def _score(
     matrix: _Matrix, query_unit: np.ndarray, rows: np.ndarray | None, k: int, min_score: float | None
 ) -> tuple[list[Any], list[float]]:
     """The raw ids of the best ``k`` rows (of the matrix positions ``rows``, if given) and their scores; CPU only."""
-    if rows is not None and rows.size > _GATHER_SHARE * len(matrix.raw_ids):
-        scores = (matrix.vectors @ query_unit)[rows]
-    elif rows is not None:
-        scores = matrix.vectors[rows] @ query_unit
-    else:
-        rows = None
-        scores = matrix.vectors @ query_unit
-    picked = _top(scores, k, min_score)
+    picked, scores = _score_rows(matrix.vectors, query_unit, rows, k, min_score)
     positions = picked if rows is None else rows[picked]
-    return [matrix.raw_ids[p] for p in positions], scores[picked].tolist()
+    return [matrix.raw_ids[p] for p in positions], scores.tolist()
 
 
 def _version_on(conn: Connection) -> int:

@@ -18,7 +18,7 @@ The cache stays exact because the embedding version counter moves with every wri
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -50,31 +50,33 @@ class FilterColumns:
     @classmethod
     def load(
         cls,
-        position_of: Mapping[Any, int],
+        lookup: Callable[[Sequence[Any]], np.ndarray],
         size: int,
         batches: Iterable[Sequence[Sequence[Any]]],
         to_uuid: Callable[[Any], uuid.UUID],
     ) -> FilterColumns:
-        """Columns for ``size`` matrix rows from batches of ``(id, agent_id, room_id, entity_id, world_id, kind)``.
+        """Columns for ``size`` rows from batches of ``(id, agent_id, room_id, entity_id, world_id, kind)``.
 
-        Raw driver values, as the matrix holds its ids; a memory without a matrix row
-        (no embedding) is skipped, a matrix row without a memory keeps NULL codes.
+        Raw driver values; ``lookup`` gives each id's row (-1: none). A memory without a
+        row (no embedding) is skipped, a row without a memory keeps NULL codes.
         """
         arrays = {name: np.full(size, _NULL, dtype=np.int32) for name in COLUMN_NAMES}
         codes: dict[str, dict[Any, int]] = {name: {} for name in UUID_COLUMNS}
         for rows in batches:
-            kept = [(position, row) for row in rows if (position := position_of.get(row[0])) is not None]
-            if not kept:
+            found = lookup([row[0] for row in rows])
+            kept_at = np.flatnonzero(found >= 0)
+            if not kept_at.size:
                 continue
-            positions = np.fromiter((position for position, _ in kept), dtype=np.int64, count=len(kept))
+            positions = found[kept_at]
+            kept = [rows[i] for i in kept_at.tolist()]
             for offset, name in enumerate(UUID_COLUMNS, start=1):
                 seen = codes[name]
                 arrays[name][positions] = np.fromiter(
-                    (_NULL if row[offset] is None else seen.setdefault(row[offset], len(seen)) for _, row in kept),
+                    (_NULL if row[offset] is None else seen.setdefault(row[offset], len(seen)) for row in kept),
                     dtype=np.int32,
                     count=len(kept),
                 )
-            arrays["kind"][positions] = np.fromiter((int(row[5]) for _, row in kept), dtype=np.int32, count=len(kept))
+            arrays["kind"][positions] = np.fromiter((int(row[5]) for row in kept), dtype=np.int32, count=len(kept))
         return cls(arrays, codes, to_uuid)
 
     @staticmethod
