@@ -19,6 +19,7 @@ ALLOWED_LATE_IMPORTS = {
     "vectorstores/pinecone.py": {"pinecone", "pinecone.errors"},  # optional extra
     "vectorstores/integrated.py": {"pgvector.sqlalchemy"},  # optional extra (postgres)
     "vectorstores/pgvector_wire.py": {"psycopg.adapt", "psycopg.pq", "pgvector"},  # optional extra (postgres)
+    "vectorstores/ann.py": {"faiss"},  # optional extra (ann): the HNSW index of ann=True
     "bulk_load.py": {"psycopg"},  # optional extra (postgres): COPY needs psycopg 3 itself
     "types.py": {"pgvector.sqlalchemy"},  # optional extra (postgres)
     "engine.py": {"sqlalchemy.ext.asyncio"},  # the asyncio layer needs greenlet (the asyncio extra)

@@ -48,6 +48,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -62,6 +63,8 @@ from dbcore.hooks import track_embedding_writes
 from dbcore.memories import MEMORY_METADATA_COLUMNS, memory_metadata, memory_records
 from dbcore.types import has_pgvector, new_uuid, utcnow
 from dbcore.vector_changes import embedding_version
+from dbcore.vectorstores import ann as ann_module
+from dbcore.vectorstores.ann import EXACT_ROWS, AnnIndex, Selection, load_faiss, row_hashes, uuid_keys
 from dbcore.vectorstores.base import Match, PreparedRecord, Record, StoreHealth, VectorStore, chunked
 from dbcore.vectorstores.filters import Filter, FilterLike, short_repr
 from dbcore.vectorstores.matrix_filters import COLUMN_NAMES, FilterColumns
@@ -82,6 +85,12 @@ _LOAD_SQL = "SELECT memory_id, embedding FROM memory_embeddings"
 # The counter every numpy query reads first: a constant statement on the driver's cursor (the
 # same value as vector_changes.embedding_version, without a compiled statement's per-call cost).
 _VERSION_SQL = "SELECT version FROM embedding_versions WHERE name = 'memory_embeddings'"
+# The ANN index's stamp: the counter row's id (which database) and its version.
+_STAMP_SQL = "SELECT id, version FROM embedding_versions WHERE name = 'memory_embeddings'"
+#: Below this many embeddings an ``ann=True`` store keeps searching exactly (docs/vectors.md).
+ANN_MIN_ROWS = 100_000
+#: Filter selections an ANN index remembers (the oldest is dropped first).
+_ANN_SELECTIONS = 64
 #: Above this share of the rows a filter keeps, scoring every row and picking is cheaper than
 #: gathering the kept rows first (a gathered row costs about twice a scored one here).
 _GATHER_SHARE = 0.3
@@ -143,14 +152,16 @@ class _Matrix:
         return np.fromiter((index.get(raw, -1) for raw in raw_ids), dtype=np.int64, count=len(raw_ids))
 
 
-_cache: dict[tuple[str, int], _Matrix] = {}
+_cache: dict[tuple[Any, ...], _Matrix] = {}
+_ann_indexes: dict[tuple[Any, ...], AnnIndex] = {}
 _cache_lock = threading.Lock()
 
 
 def clear_matrix_cache() -> None:
-    """Forget every cached matrix of this process (the next query reloads)."""
+    """Forget every cached matrix and ANN index of this process (the next query reloads)."""
     with _cache_lock:
         _cache.clear()
+        _ann_indexes.clear()
 
 
 def _raw(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
@@ -168,6 +179,13 @@ class IntegratedVectorStore(VectorStore):
     ``"numpy"``. ``ef_search`` fixes pgvector's ``hnsw.ef_search`` (default: enough
     for ``k``, at least 40, at most 1,000). ``cache=False`` reloads the matrix on
     every numpy query.
+
+    ``ann=True`` (needs ``faiss-cpu``: ``pip install 'dbcore[ann]'``) gives the numpy path
+    an approximate HNSW index once the table holds ``ann_min_rows`` embeddings (default
+    100,000; below it search stays exact), kept exact to the rows through the
+    embedding version (:mod:`dbcore.vectorstores.ann`). ``ann_path`` is the directory
+    it is saved in: default beside a SQLite database file (``<file>.ann``), otherwise
+    not saved (built from the rows in each process).
     """
 
     backend_name = "integrated"
@@ -183,6 +201,9 @@ class IntegratedVectorStore(VectorStore):
         cache: bool = True,
         model: str = "",
         settings: Settings | None = None,
+        ann: bool = False,
+        ann_path: str | Path | None = None,
+        ann_min_rows: int = ANN_MIN_ROWS,
     ) -> None:
         column_dims = int(_ME.c.embedding.type.dim)  # type: ignore[attr-defined]
         dims = column_dims if dims is None else dims
@@ -200,6 +221,15 @@ class IntegratedVectorStore(VectorStore):
             raise ValidationError(f"search={search!r} must be 'auto', 'pgvector' or 'numpy'")
         if ef_search is not None and (not isinstance(ef_search, int) or not 1 <= ef_search <= _EF_SEARCH_MAX):
             raise ValidationError(f"ef_search={ef_search!r} must be an integer from 1 to {_EF_SEARCH_MAX}")
+        if ann and not cache:
+            raise ValidationError("ann=True needs cache=True: the index is kept between queries")
+        if not isinstance(ann_min_rows, int) or ann_min_rows < 0:
+            raise ValidationError(f"ann_min_rows={ann_min_rows!r} must be a non-negative integer")
+        if ann:
+            load_faiss()  # refuse at once when faiss is missing
+        self._ann = ann
+        self._ann_path = Path(ann_path) if ann_path is not None else _default_ann_path(engine.url)
+        self._ann_min_rows = ann_min_rows
         self._engine = engine
         # The async methods use the async engine of these settings (default: the engine's URL).
         self._settings = settings
@@ -636,6 +666,10 @@ class IntegratedVectorStore(VectorStore):
         min_score: float | None,
         include_metadata: bool,
     ) -> list[Match]:
+        if self._ann:
+            found = self._ann_on(conn, query_unit, k, flt, min_score, include_metadata)
+            if found is not None:
+                return found
         matrix = self._matrix(conn)
         rows = self._filtered_rows(conn, matrix, flt)
         chosen, scores = _score(matrix, query_unit, rows, k, min_score)
@@ -655,6 +689,10 @@ class IntegratedVectorStore(VectorStore):
         query_unit = _unit(vector)
         key = self._matrix_key(conn.dialect)
         async with conn.begin():
+            if self._ann:  # the index is refreshed and searched on the loop's thread, under its lock
+                found = await conn.run_sync(self._ann_on, query_unit, k, flt, min_score, include_metadata)
+                if found is not None:
+                    return found
             version = await conn.run_sync(embedding_version)
             matrix = self._cached(key, version)
             if matrix is None:
@@ -677,6 +715,95 @@ class IntegratedVectorStore(VectorStore):
         if FilterColumns.answers(flt):
             return np.flatnonzero(self._filter_columns(conn, matrix).mask(flt))
         return matrix.positions(_allowed_on(conn, self._compile(flt)))
+
+    # --- the optional ANN index (dbcore.vectorstores.ann) --------------------------------
+
+    def _ann_on(
+        self,
+        conn: Connection,
+        query_unit: np.ndarray,
+        k: int,
+        flt: Filter | None,
+        min_score: float | None,
+        include_metadata: bool,
+    ) -> list[Match] | None:
+        """The search through the ANN index, or None while the table is below ``ann_min_rows``."""
+        stamp = _stamp_on(conn)
+        ann = self._ann_index(conn.dialect)
+        with ann.lock:
+            if ann.stamp != stamp:
+                ann.load()
+            if ann.stamp != stamp:
+                if not ann.built and _count_on(conn) < self._ann_min_rows:
+                    return None
+                ann.refresh(stamp, self._unit_batches(conn))
+            selection = self._ann_selection(conn, ann, flt)
+            if selection is not None and selection.count <= EXACT_ROWS:
+                rows = np.flatnonzero(selection.mask)
+                picked, scores = _score_rows(ann.rows(rows), query_unit, None, k, min_score)
+                labels = rows[picked]
+            else:
+                ef = self._ef_search or max(ann_module.EF_SEARCH, k)
+                labels, scores = ann.search(query_unit, k, ef, selection)
+                if min_score is not None:
+                    kept = scores >= min_score
+                    labels, scores = labels[kept], scores[kept]
+            ids = ann.uuids(labels.tolist())
+        metadata = self._metadata_by_uuid(conn, ids) if include_metadata and ids else {}
+        return [
+            Match(memory_id, float(score), metadata.get(memory_id) if include_metadata else None)
+            for memory_id, score in zip(ids, scores.tolist(), strict=True)
+        ]
+
+    def _ann_index(self, dialect: sa.Dialect) -> AnnIndex:
+        key = self._matrix_key(dialect)
+        with _cache_lock:
+            ann = _ann_indexes.get(key)
+            if ann is None:
+                ann = _ann_indexes[key] = AnnIndex(self.dims, self._ann_path)
+        return ann
+
+    def _unit_batches(self, conn: Connection) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Every row as (16-byte memory ids, hashes of the stored vectors, unit float32 vectors), batch by batch."""
+        for raw_ids, values in self._raw_batches(conn):
+            block = np.array(self._block(raw_ids, values), dtype=np.float32)
+            hashes = row_hashes(block)
+            _normalise(block)
+            yield uuid_keys(raw_ids, self._uuid_of), hashes, block
+
+    def _ann_selection(self, conn: Connection, ann: AnnIndex, flt: Filter | None) -> Selection | None:
+        """The live labels ``flt`` selects (None: every row); as :meth:`_filtered_rows` does for the matrix.
+
+        Filters the kept columns answer are remembered until the index's stamp changes:
+        an agent repeats its room or entity filter from query to query.
+        """
+        if flt is None:
+            return None
+        if not FilterColumns.answers(flt):
+            labels = ann.labels_of(uuid_keys(_allowed_on(conn, self._compile(flt)), self._uuid_of))
+            mask = np.zeros(ann.live.size, dtype=bool)
+            mask[labels[labels >= 0]] = True
+            return ann.select(mask)
+        key = repr(flt)
+        selection = ann.selections.get(key)
+        if selection is None:
+            if ann.columns is None:
+                statement = sa.select(_raw(_MEM.c.id), *(_raw(_MEM.c[name]) for name in COLUMN_NAMES))
+                result = conn.execution_options(stream_results=True, yield_per=_LOAD_BATCH).execute(statement)
+                lookup = functools.partial(_labels_of, ann, self._uuid_of)
+                ann.columns = FilterColumns.load(lookup, ann.live.size, result.partitions(_LOAD_BATCH), self._uuid_of)
+            if len(ann.selections) >= _ANN_SELECTIONS:
+                ann.selections.pop(next(iter(ann.selections)))
+            selection = ann.selections[key] = ann.select(ann.columns.mask(flt))
+        return selection
+
+    def _metadata_by_uuid(self, conn: Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+        found: dict[uuid.UUID, dict[str, Any]] = {}
+        for part in chunked(ids, _IN_CHUNK):
+            query = sa.select(_MEM.c.id, *MEMORY_METADATA_COLUMNS).where(_MEM.c.id.in_(part))
+            for row in conn.execute(query):
+                found[row[0]] = _row_metadata(row[1:])
+        return found
 
     @functools.cached_property
     def _result_processor(self) -> Callable[[Any], Any] | None:
@@ -724,6 +851,10 @@ def _normalise(block: np.ndarray) -> None:
     block /= norms[:, None]
 
 
+def _labels_of(ann: AnnIndex, to_uuid: Callable[[Any], uuid.UUID], raw_ids: Sequence[Any]) -> np.ndarray:
+    return ann.labels_of(uuid_keys(raw_ids, to_uuid))
+
+
 def _score_rows(
     vectors: np.ndarray, query_unit: np.ndarray, rows: np.ndarray | None, k: int, min_score: float | None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -745,6 +876,17 @@ def _score(
     picked, scores = _score_rows(matrix.vectors, query_unit, rows, k, min_score)
     positions = picked if rows is None else rows[picked]
     return [matrix.raw_ids[p] for p in positions], scores.tolist()
+
+
+def _stamp_on(conn: Connection) -> tuple[str, int]:
+    """The counter row's id and version in ``conn``'s transaction (the ANN index's stamp)."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(_STAMP_SQL)  # a constant statement, no user values
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    return (str(row[0]), int(row[1])) if row else ("", 0)
 
 
 def _version_on(conn: Connection) -> int:
@@ -801,6 +943,15 @@ def create_store(settings: Settings, **kwargs: Any) -> IntegratedVectorStore:
     """Build the integrated store on the engine of ``settings`` (``kwargs`` go to the store)."""
     kwargs.setdefault("settings", settings)
     return IntegratedVectorStore(get_engine(settings), settings.vector_dims, **kwargs)
+
+
+def _default_ann_path(url: URL) -> Path | None:
+    """Where an ANN index is saved by default: beside a SQLite database file (none elsewhere)."""
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    if url.database.startswith("file:"):
+        return None
+    return Path(f"{url.database}.ann")
 
 
 def _same_database(a: URL, b: URL) -> bool:
