@@ -72,6 +72,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="",
         help="comma list of sections to skip: sqlite,small,postgresql,chroma,bulk (or bulk-sqlite, bulk-postgresql)",
     )
+    p.add_argument(
+        "--only",
+        default="",
+        help="comma list of the sections to run, the others skipped; sqlite-ann (the ANN index on SQLite, "
+        "benchmarks/ann_index.py: run it as --only sqlite-ann --n 1000000) runs only when named here",
+    )
     p.add_argument("--_rss-probe", dest="rss_probe", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.n is None:
@@ -83,6 +89,7 @@ ARGS = parse_args()
 os.environ["DBCORE_VECTOR_DIMS"] = str(ARGS.dims)
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
+import ann_index  # noqa: E402  (the ANN index section, also runnable alone)
 import bulk_import  # noqa: E402  (the bulk-import section, also runnable alone)
 import psutil  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
@@ -122,6 +129,7 @@ TARGETS = {
     "small_ms_above_floor_max": 0.5,
 }
 SMALL_SIZES = (10_000, 20_000)
+SECTIONS = {"sqlite", "small", "postgresql", "chroma", "bulk", "bulk-sqlite", "bulk-postgresql", "sqlite-ann"}
 SMALL_ENTITIES = 4  # of 2 agents, entity i % 4 of agent (i % 4) % 2
 
 T0 = time.perf_counter()
@@ -1255,13 +1263,17 @@ def main() -> int:
     if args.rss_probe:
         rss_probe(args.rss_probe, args.dims)
         return 0
-    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    log(f"generating data: n={args.n} dims={args.dims} queries={args.queries} seed={args.seed}")
-    data = Data(args.n, args.dims, args.queries, args.seed)
-    room_rows = np.flatnonzero(data.room == FILTER_ROOM)
-    log("exact float64 references")
-    exact = data.exact_top(args.k)
-    exact_room = data.exact_top(args.k, room_rows)
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()} | {"sqlite-ann"}
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    if only:
+        skip = SECTIONS - only
+    if {"sqlite", "postgresql", "chroma"} - skip:
+        log(f"generating data: n={args.n} dims={args.dims} queries={args.queries} seed={args.seed}")
+        data = Data(args.n, args.dims, args.queries, args.seed)
+        room_rows = np.flatnonzero(data.room == FILTER_ROOM)
+        log("exact float64 references")
+        exact = data.exact_top(args.k)
+        exact_room = data.exact_top(args.k, room_rows)
 
     results: dict[str, Any] = {
         "benchmark": "dbcore vector search",
@@ -1312,11 +1324,15 @@ def main() -> int:
             results["chroma"] = bench_chroma(data, args.k, tmp, ids, room_ids, exact, exact_room)
         if "bulk" not in skip:
             results["bulk"] = bench_bulk(args.n, args.dims, skip)
+        if "sqlite-ann" not in skip:
+            log(f"ANN index on SQLite, {args.n} rows (benchmarks/ann_index.py)")
+            results["sqlite-ann"] = ann_index.run(args.n, args.dims)
+            print(ann_index.report(results["sqlite-ann"]), file=sys.stderr)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
     checks: dict[str, Any] = {}
-    for key in ("sqlite", "small", "postgresql", "chroma", "bulk"):
+    for key in ("sqlite", "small", "postgresql", "chroma", "bulk", "sqlite-ann"):
         for name, check in results.get(key, {}).get("checks", {}).items():
             checks[f"{key}.{name}"] = check
     results["checks"] = checks
