@@ -17,6 +17,7 @@ the row count, at which the HNSW search of a few hundred vectors finds the exact
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -243,6 +244,19 @@ def test_many_deletes_rebuild_the_index(scene: dict[str, Any]) -> None:
     assert got == oracle(engine, vectors[0]) and not set(got) & set(gone)
     index = the_index(store)
     assert index.live.size == index.size == ROWS - len(gone)  # built again: no tombstones
+
+
+def test_the_setting_turns_it_on(scene: dict[str, Any]) -> None:
+    from dbcore.vectorstores import get_vector_store
+
+    settings = dataclasses.replace(scene["settings"], vector_ann=True)
+    store = get_vector_store(settings, search="numpy", ann_min_rows=0, ann_path=scene["dir"])
+    assert isinstance(store, IntegratedVectorStore)
+    found(store, scene["vectors"][0])
+    assert the_index(store).built
+    # A store that reads the rows on every query (the pytest plugin's) keeps searching exactly.
+    uncached = get_vector_store(settings, search="numpy", cache=False)
+    assert found(uncached, scene["vectors"][1]) == oracle(scene["engine"], scene["vectors"][1])
 
 
 def test_uuid_keys_read_every_driver_form() -> None:

@@ -150,6 +150,7 @@ REFUSED = [
     ("vector_dims", "DBCORE_VECTOR_DIMS", False, "384d"),
     ("vector_backend", "DBCORE_VECTOR_BACKEND", "faiss", "faiss"),
     ("vector_push_on_commit", "DBCORE_VECTOR_PUSH_ON_COMMIT", "no", "later"),
+    ("vector_ann", "DBCORE_VECTOR_ANN", "yes please", "yes please"),
 ]
 
 
@@ -226,6 +227,8 @@ def test_values_at_the_limits_are_accepted() -> None:
     assert Settings.from_env({"DBCORE_VECTOR_BACKEND": " Chroma "}).vector_backend == "chroma"
     assert Settings.from_env({}).vector_push_on_commit is True
     assert Settings.from_env({"DBCORE_VECTOR_PUSH_ON_COMMIT": "off"}).vector_push_on_commit is False
+    assert Settings.from_env({}).vector_ann is False
+    assert Settings.from_env({"DBCORE_VECTOR_ANN": "on"}).vector_ann is True
 
 
 def test_unknown_vector_backend_names_the_variable() -> None:

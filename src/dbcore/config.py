@@ -232,6 +232,7 @@ _SETTINGS_RULES: dict[str, _Rule] = {
         lambda value: isinstance(value, str) and value in _VECTOR_BACKENDS,
     ),
     "vector_push_on_commit": _bool_rule("DBCORE_VECTOR_PUSH_ON_COMMIT"),
+    "vector_ann": _bool_rule("DBCORE_VECTOR_ANN"),
     "system_api_key": _Rule(
         "DBCORE_SYSTEM_API_KEY",
         "must be a non-empty string, or None",
@@ -484,6 +485,9 @@ class Settings:
     ``vector_push_on_commit`` (``DBCORE_VECTOR_PUSH_ON_COMMIT``, default true): with an
     external vector store, a session's COMMIT sends the memories it changed to the store
     (see :mod:`dbcore.vector_push`); false leaves them all to ``dbcore vectors sync``.
+    ``vector_ann`` (``DBCORE_VECTOR_ANN``, default false): the integrated store's
+    ``ann=True``, an approximate faiss index for large stores without pgvector
+    (:mod:`dbcore.vectorstores.ann`).
     """
 
     database_url: str = field(repr=False)
@@ -499,6 +503,7 @@ class Settings:
     vector_dims: int = DEFAULT_VECTOR_DIMS
     vector_backend: str = "integrated"
     vector_push_on_commit: bool = True
+    vector_ann: bool = False
     system_api_key: str | None = field(default=None, repr=False)
     chroma: ChromaSettings = field(default_factory=ChromaSettings)
     pinecone: PineconeSettings = field(default_factory=PineconeSettings, repr=False)

@@ -89,6 +89,10 @@ _VERSION_SQL = "SELECT version FROM embedding_versions WHERE name = 'memory_embe
 _STAMP_SQL = "SELECT id, version FROM embedding_versions WHERE name = 'memory_embeddings'"
 #: Below this many embeddings an ``ann=True`` store keeps searching exactly (docs/vectors.md).
 ANN_MIN_ROWS = 100_000
+# The metadata of the memories an ANN search found (one statement, built once).
+_METADATA_BY_ID = sa.select(_MEM.c.id, *MEMORY_METADATA_COLUMNS).where(
+    _MEM.c.id.in_(sa.bindparam("ids", expanding=True))
+)
 #: Filter selections an ANN index remembers (the oldest is dropped first).
 _ANN_SELECTIONS = 64
 #: Above this share of the rows a filter keeps, scoring every row and picking is cheaper than
@@ -800,8 +804,7 @@ class IntegratedVectorStore(VectorStore):
     def _metadata_by_uuid(self, conn: Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
         found: dict[uuid.UUID, dict[str, Any]] = {}
         for part in chunked(ids, _IN_CHUNK):
-            query = sa.select(_MEM.c.id, *MEMORY_METADATA_COLUMNS).where(_MEM.c.id.in_(part))
-            for row in conn.execute(query):
+            for row in conn.execute(_METADATA_BY_ID, {"ids": part}):
                 found[row[0]] = _row_metadata(row[1:])
         return found
 
@@ -942,6 +945,8 @@ def _top(scores: np.ndarray, k: int, min_score: float | None) -> np.ndarray:
 def create_store(settings: Settings, **kwargs: Any) -> IntegratedVectorStore:
     """Build the integrated store on the engine of ``settings`` (``kwargs`` go to the store)."""
     kwargs.setdefault("settings", settings)
+    if kwargs.get("cache", True):  # a store built with cache=False reads every row per query: no index
+        kwargs.setdefault("ann", settings.vector_ann)
     return IntegratedVectorStore(get_engine(settings), settings.vector_dims, **kwargs)
 
 
