@@ -259,6 +259,36 @@ def test_the_setting_turns_it_on(scene: dict[str, Any]) -> None:
     assert found(uncached, scene["vectors"][1]) == oracle(scene["engine"], scene["vectors"][1])
 
 
+def test_a_refresh_that_fails_halfway_is_finished_by_the_next_one(
+    scene: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, vectors = scene["engine"], scene["vectors"]
+    if engine.dialect.name == "postgresql" and dbcore.types.has_pgvector(engine.dialect):
+        pytest.skip("pgvector's vector column cannot hold a corrupt vector")
+    store = ann_store(scene)
+    found(store, vectors[0])
+    monkeypatch.setattr(integrated, "_LOAD_BATCH", 50)  # the refresh reads the rows in several batches
+    rng = np.random.default_rng(3)
+    more = rng.normal(size=(61, EMBEDDING_DIMS)).astype(np.float32)
+    item = {"agent_id": scene["agent"], "entity_id": scene["entities"][0], "room_id": scene["rooms"][0], "kind": 1}
+    with Session(engine) as session:
+        new_ids = add_memories(session, [item] * 61, more)
+        session.commit()
+    table: sa.Table = MemoryEmbedding.__table__  # type: ignore[assignment]
+    with engine.begin() as conn:  # the last one's stored bytes are cut short: read last, after 60 good rows
+        short = sa.type_coerce(b"\x00" * 8, sa.LargeBinary)
+        conn.execute(sa.update(table).where(table.c.memory_id == new_ids[-1]).values(embedding=short))
+    with pytest.raises(dbcore.errors.DataError, match="holds 8 bytes"):
+        found(store, vectors[0])
+    with engine.begin() as conn:
+        conn.execute(sa.delete(table).where(table.c.memory_id == new_ids[-1]))
+    assert found(store, more[3], k=1) == [new_ids[3]]
+    assert found(store, vectors[5]) == oracle(engine, vectors[5])
+    index = the_index(store)
+    assert index.size == index.live.size == ROWS + 60  # what the failed pass added was kept, not added again
+    assert len(set(index.keys[index.live].tolist())) == index.size
+
+
 def test_uuid_keys_read_every_driver_form() -> None:
     ids = [uuid.uuid4() for _ in range(5)]
     expected = np.array([i.bytes for i in ids], dtype="S16")
