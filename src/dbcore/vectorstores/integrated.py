@@ -173,6 +173,10 @@ def _raw(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
     return sa.type_coerce(column, sa.types.NullType())
 
 
+# Each memory's id and filter columns, as the driver returns them (matrix_filters reads these).
+_COLUMNS_SQL = sa.select(_raw(_MEM.c.id), *(_raw(_MEM.c[name]) for name in COLUMN_NAMES))
+
+
 # --- the store -------------------------------------------------------------------------
 
 
@@ -643,8 +647,7 @@ class IntegratedVectorStore(VectorStore):
         """
         if matrix.columns is not None:
             return matrix.columns
-        statement = sa.select(_raw(_MEM.c.id), *(_raw(_MEM.c[name]) for name in COLUMN_NAMES))
-        result = conn.execution_options(stream_results=True, yield_per=_LOAD_BATCH).execute(statement)
+        result = conn.execution_options(stream_results=True, yield_per=_LOAD_BATCH).execute(_COLUMNS_SQL)
         columns = FilterColumns.load(matrix.lookup, len(matrix.raw_ids), result.partitions(_LOAD_BATCH), self._uuid_of)
         if embedding_version(conn) == matrix.version:
             matrix.columns = columns
@@ -792,8 +795,7 @@ class IntegratedVectorStore(VectorStore):
         selection = ann.selections.get(key)
         if selection is None:
             if ann.columns is None:
-                statement = sa.select(_raw(_MEM.c.id), *(_raw(_MEM.c[name]) for name in COLUMN_NAMES))
-                result = conn.execution_options(stream_results=True, yield_per=_LOAD_BATCH).execute(statement)
+                result = conn.execution_options(stream_results=True, yield_per=_LOAD_BATCH).execute(_COLUMNS_SQL)
                 lookup = functools.partial(_labels_of, ann, self._uuid_of)
                 ann.columns = FilterColumns.load(lookup, ann.live.size, result.partitions(_LOAD_BATCH), self._uuid_of)
             if len(ann.selections) >= _ANN_SELECTIONS:
