@@ -221,7 +221,6 @@ class AnnIndex:
         if self.live.size - self.size > _DEAD_SHARE * self.live.size:
             self._compact()
             rebuild = True
-        self._forget()
         self.stamp = stamp
         self._unsaved += added + removed
         if rebuild or self._unsaved > _SAVE_SHARE * max(self.size, 1):

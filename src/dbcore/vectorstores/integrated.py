@@ -82,17 +82,12 @@ _KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
 _IN_CHUNK = 500
 _LOAD_BATCH = 10_000
 _LOAD_SQL = "SELECT memory_id, embedding FROM memory_embeddings"
-# The counter every numpy query reads first: a constant statement on the driver's cursor (the
-# same value as vector_changes.embedding_version, without a compiled statement's per-call cost).
-_VERSION_SQL = "SELECT version FROM embedding_versions WHERE name = 'memory_embeddings'"
-# The ANN index's stamp: the counter row's id (which database) and its version.
+# The counter every numpy query reads first, with its row's id (which database: the ANN index's
+# stamp): a constant statement on the driver's cursor (the version is vector_changes.embedding_version,
+# read without a compiled statement's per-call cost).
 _STAMP_SQL = "SELECT id, version FROM embedding_versions WHERE name = 'memory_embeddings'"
 #: Below this many embeddings an ``ann=True`` store keeps searching exactly (docs/vectors.md).
 ANN_MIN_ROWS = 100_000
-# The metadata of the memories an ANN search found (one statement, built once).
-_METADATA_BY_ID = sa.select(_MEM.c.id, *MEMORY_METADATA_COLUMNS).where(
-    _MEM.c.id.in_(sa.bindparam("ids", expanding=True))
-)
 #: Filter selections an ANN index remembers (the oldest is dropped first).
 _ANN_SELECTIONS = 64
 #: Above this share of the rows a filter keeps, scoring every row and picking is cheaper than
@@ -173,6 +168,13 @@ def _raw(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
     return sa.type_coerce(column, sa.types.NullType())
 
 
+# The metadata of memories by id: raw driver ids (the matrix's) or UUIDs (the ANN index's); built once.
+_METADATA_BY_RAW_ID = sa.select(_raw(_MEM.c.id), *MEMORY_METADATA_COLUMNS).where(
+    _raw(_MEM.c.id).in_(sa.bindparam("ids", expanding=True))
+)
+_METADATA_BY_ID = sa.select(_MEM.c.id, *MEMORY_METADATA_COLUMNS).where(
+    _MEM.c.id.in_(sa.bindparam("ids", expanding=True))
+)
 # Each memory's id and filter columns, as the driver returns them (matrix_filters reads these).
 _COLUMNS_SQL = sa.select(_raw(_MEM.c.id), *(_raw(_MEM.c[name]) for name in COLUMN_NAMES))
 
@@ -756,7 +758,7 @@ class IntegratedVectorStore(VectorStore):
                     kept = scores >= min_score
                     labels, scores = labels[kept], scores[kept]
             ids = ann.uuids(labels.tolist())
-        metadata = self._metadata_by_uuid(conn, ids) if include_metadata and ids else {}
+        metadata = _metadata_of(conn, _METADATA_BY_ID, ids) if include_metadata and ids else {}
         return [
             Match(memory_id, float(score), metadata.get(memory_id) if include_metadata else None)
             for memory_id, score in zip(ids, scores.tolist(), strict=True)
@@ -803,13 +805,6 @@ class IntegratedVectorStore(VectorStore):
             selection = ann.selections[key] = ann.select(ann.columns.mask(flt))
         return selection
 
-    def _metadata_by_uuid(self, conn: Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
-        found: dict[uuid.UUID, dict[str, Any]] = {}
-        for part in chunked(ids, _IN_CHUNK):
-            for row in conn.execute(_METADATA_BY_ID, {"ids": part}):
-                found[row[0]] = _row_metadata(row[1:])
-        return found
-
     @functools.cached_property
     def _result_processor(self) -> Callable[[Any], Any] | None:
         """The id column's result processor on this dialect (None when the driver returns UUIDs)."""
@@ -830,12 +825,7 @@ class IntegratedVectorStore(VectorStore):
         return matches
 
     def _metadata_for(self, conn: Connection, raw_ids: list[Any]) -> dict[Any, dict[str, Any]]:
-        found: dict[Any, dict[str, Any]] = {}
-        for part in chunked(raw_ids, _IN_CHUNK):
-            query = sa.select(_raw(_MEM.c.id), *MEMORY_METADATA_COLUMNS).where(_raw(_MEM.c.id).in_(part))
-            for row in conn.execute(query):
-                found[row[0]] = _row_metadata(row[1:])
-        return found
+        return _metadata_of(conn, _METADATA_BY_RAW_ID, raw_ids)
 
 
 @dataclass(frozen=True)
@@ -896,13 +886,16 @@ def _stamp_on(conn: Connection) -> tuple[str, int]:
 
 def _version_on(conn: Connection) -> int:
     """The embedding version in ``conn``'s transaction, read on the driver's cursor."""
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(_VERSION_SQL)  # a constant statement, no user values
-        row = cursor.fetchone()
-    finally:
-        cursor.close()
-    return int(row[0]) if row else 0
+    return _stamp_on(conn)[1]
+
+
+def _metadata_of(conn: Connection, statement: sa.Select[Any], ids: list[Any]) -> dict[Any, dict[str, Any]]:
+    """Each memory's metadata by its id, as ``statement`` (one of the ``_METADATA_BY_*``) returns it."""
+    found: dict[Any, dict[str, Any]] = {}
+    for part in chunked(ids, _IN_CHUNK):
+        for row in conn.execute(statement, {"ids": part}):
+            found[row[0]] = _row_metadata(row[1:])
+    return found
 
 
 def _allowed_on(conn: Connection, condition: sa.ColumnElement[bool]) -> list[Any]:
